@@ -1,0 +1,145 @@
+//! Finite-difference gradient checking, public so users can check their own compositions.
+
+use ndarray::{ArrayD, Dimension};
+
+use crate::{Error, Result, Tape, Var};
+
+/// How closely analytic and numeric gradients must agree, and the difference step.
+///
+/// An element passes when `|analytic − numeric| ≤ atol + rtol·|numeric|`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// The central-difference step is `step · max(1, |x|)`.
+    pub step: f64,
+}
+
+impl Default for Tolerance {
+    /// `atol = 1e-6`, `rtol = 1e-5`, `step = 1e-6`: central differences in `f64` are accurate
+    /// to about `step² · |f'''| + ε·|f| / step ≈ 1e-10` relative on smooth functions of
+    /// moderate size, leaving a wide margin.
+    fn default() -> Self {
+        Tolerance {
+            atol: 1e-6,
+            rtol: 1e-5,
+            step: 1e-6,
+        }
+    }
+}
+
+/// What a passing [`gradcheck`] compared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradcheckReport {
+    /// The number of input elements checked.
+    pub elements: usize,
+    /// The largest `|analytic − numeric|` seen.
+    pub max_abs_err: f64,
+    /// The largest `|analytic − numeric| / (atol + rtol·|numeric|)`: below 1 means a pass.
+    pub worst_ratio: f64,
+}
+
+/// Compares the gradients backward computes for `f` with central finite differences, in `f64`.
+///
+/// `f` receives a fresh tape and one differentiable leaf per input. A non-scalar output is
+/// reduced to `L = Σ wᵢ outᵢ` with fixed pseudo-random weights `wᵢ ∈ [0.5, 1.5]` of alternating
+/// sign, so that gradients which cancel in a plain sum (softmax's, say) are still checked. Each
+/// input element `x` is moved by `±h`, `h = tol.step · max(1, |x|)`, and
+/// `(L(x + h) − L(x − h)) / 2h` is compared with the analytic `∂L/∂x`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::check::{gradcheck, Tolerance};
+///
+/// let x = array![[0.3, -1.2], [2.0, 0.7]].into_dyn();
+/// let report = gradcheck(|_, v| (v[0].tanh() * v[0]).sum(), &[x], Tolerance::default())?;
+/// assert_eq!(report.elements, 4);
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::GradientMismatch`] describing the worst element when any element fails;
+/// [`Error::Anomaly`] if backward reports one.
+pub fn gradcheck<Fun>(f: Fun, inputs: &[ArrayD<f64>], tol: Tolerance) -> Result<GradcheckReport>
+where
+    Fun: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    let loss = |inputs: &[ArrayD<f64>]| -> f64 {
+        let tape = Tape::new();
+        let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
+        weighted_sum(f(&tape, &vars)).item()
+    };
+
+    let tape = Tape::new();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.variable(x.clone())).collect();
+    let grads = weighted_sum(f(&tape, &vars)).backward()?;
+
+    let mut report = GradcheckReport {
+        elements: 0,
+        max_abs_err: 0.0,
+        worst_ratio: 0.0,
+    };
+    let mut worst: Option<Error> = None;
+    let mut shifted = inputs.to_vec();
+    for (input, var) in vars.iter().enumerate() {
+        let zeros = ArrayD::zeros(inputs[input].raw_dim());
+        let analytic = grads.wrt(*var).unwrap_or(&zeros);
+        for (index, &x) in inputs[input].indexed_iter() {
+            let h = tol.step * x.abs().max(1.0);
+            shifted[input][&index] = x + h;
+            let up = loss(&shifted);
+            shifted[input][&index] = x - h;
+            let down = loss(&shifted);
+            shifted[input][&index] = x;
+
+            let numeric = (up - down) / (2.0 * h);
+            let a = analytic[&index];
+            let abs_err = (a - numeric).abs();
+            let allowed = tol.atol + tol.rtol * numeric.abs();
+            // NaN on either side counts as the worst possible disagreement.
+            let ratio = if abs_err.is_nan() {
+                f64::INFINITY
+            } else {
+                abs_err / allowed
+            };
+            report.elements += 1;
+            report.max_abs_err = report.max_abs_err.max(abs_err);
+            if ratio > report.worst_ratio {
+                report.worst_ratio = ratio;
+                if ratio > 1.0 {
+                    worst = Some(Error::GradientMismatch {
+                        input,
+                        index: index.slice().to_vec(),
+                        analytic: a,
+                        numeric,
+                        abs_err,
+                        allowed,
+                    });
+                }
+            }
+        }
+    }
+    match worst {
+        Some(err) => Err(err),
+        None => Ok(report),
+    }
+}
+
+/// `Σ wᵢ outᵢ` with the fixed weights `gradcheck` documents.
+fn weighted_sum<'t>(out: Var<'t, f64>) -> Var<'t, f64> {
+    let shape = out.shape();
+    let n: usize = shape.iter().product();
+    // A Weyl sequence: deterministic, well spread over [0.5, 1.5), no two neighbours equal.
+    let weights: Vec<f64> = (0..n)
+        .map(|i| {
+            let u = (i as f64 * 0.618_033_988_749_895 + 0.3).fract();
+            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+            sign * (0.5 + u)
+        })
+        .collect();
+    let w = ArrayD::from_shape_vec(shape, weights).expect("one weight per element");
+    (out * out.tape().constant(w)).sum()
+}

@@ -1,0 +1,119 @@
+//! The crate's error type. Every variant carries the values that made the call fail.
+
+use std::fmt;
+use std::panic::Location;
+
+/// `Result` with [`enum@Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which pass of the tape produced a non-finite value (see [`Error::Anomaly`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// The op's forward value.
+    Forward,
+    /// The gradient the op's backward rule sent to one of its inputs.
+    Backward,
+}
+
+impl fmt::Display for Pass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pass::Forward => "forward",
+            Pass::Backward => "backward",
+        })
+    }
+}
+
+/// Everything in stograd that can fail on data or configuration.
+///
+/// Operator misuse (adding arrays of incompatible shapes, say) is a programming error and
+/// panics instead, with both shapes and the caller's location.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A parameter name is empty, has an empty segment or a character other than
+    /// `[A-Za-z0-9_-]` in a segment. Names are dot-separated paths like `encoder.fc1.weight`.
+    #[error("invalid parameter name {name:?}: {reason}")]
+    InvalidParamName {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A parameter with this name already exists.
+    #[error("a parameter named {0:?} already exists")]
+    DuplicateParam(String),
+
+    /// No parameter has this name.
+    #[error("no parameter named {0:?}")]
+    UnknownParam(String),
+
+    /// An array handed to a function does not have the shape it needs.
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// What the array is.
+        what: &'static str,
+        /// The shape required.
+        expected: Vec<usize>,
+        /// The shape received.
+        got: Vec<usize>,
+    },
+
+    /// A flat buffer has the wrong number of elements for the requested shape.
+    #[error("cannot view {len} elements as shape {shape:?} ({expected} elements)")]
+    ElementCount {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// Its number of elements.
+        expected: usize,
+        /// The number of elements supplied.
+        len: usize,
+    },
+
+    /// With [`Tape::detect_anomaly`](crate::Tape::detect_anomaly) on, an op produced NaN or
+    /// infinity.
+    #[error("non-finite value {value} in the {pass} pass of `{op}` recorded at {location}")]
+    Anomaly {
+        /// The op's name, e.g. `"log"`.
+        op: &'static str,
+        /// Where the op was recorded.
+        location: &'static Location<'static>,
+        /// Which pass produced the value.
+        pass: Pass,
+        /// The first non-finite value found.
+        value: f64,
+    },
+
+    /// [`check::gradcheck`](crate::check::gradcheck) found an analytic gradient that disagrees
+    /// with central finite differences. The fields describe the worst element.
+    #[error(
+        "gradient mismatch in input {input} at index {index:?}: analytic {analytic:e}, \
+         finite-difference {numeric:e} (|diff| {abs_err:e} > allowed {allowed:e})"
+    )]
+    GradientMismatch {
+        /// Which input of the checked function.
+        input: usize,
+        /// The element's multi-index in that input.
+        index: Vec<usize>,
+        /// The gradient from backward.
+        analytic: f64,
+        /// The central-difference estimate.
+        numeric: f64,
+        /// `|analytic − numeric|`.
+        abs_err: f64,
+        /// `atol + rtol·|numeric|`.
+        allowed: f64,
+    },
+
+    /// A numeric argument is outside the range it must lie in.
+    #[error("{name} must be {constraint}, got {value}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// The rule it breaks, e.g. `"positive and finite"`.
+        constraint: &'static str,
+        /// The value received.
+        value: f64,
+    },
+}

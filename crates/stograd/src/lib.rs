@@ -1,0 +1,62 @@
+//! # stograd
+//!
+//! Reverse-mode automatic differentiation for **stochastic computation graphs**.
+//!
+//! A [`Tape`] records the operations of one step as they run; [`Var`] is a copyable handle to
+//! a recorded value. Arithmetic operators and methods such as [`Var::exp`], [`Var::matmul`]
+//! or [`Var::log_softmax`] record new nodes (see [`ops`] for the full list), and
+//! [`Var::backward`] sweeps the tape once in reverse to produce [`Gradients`]. Trainable
+//! arrays live in [`Params`], outside any tape, under hierarchical names.
+//!
+//! ```
+//! use ndarray::{array, ArrayD};
+//! use stograd::prelude::*;
+//!
+//! // A parameter store that outlives every tape.
+//! let mut params = Params::<f64>::new();
+//! let w = params.insert("model.w", ArrayD::zeros(vec![2, 1]))?;
+//! let b = params.insert("model.b", ArrayD::zeros(vec![1]))?;
+//!
+//! let x = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]];
+//! let y = array![[1.5], [2.5], [3.5], [4.5]]; // y = x · [1, 2]ᵀ + 0.5
+//! for _ in 0..500 {
+//!     let tape = Tape::new();
+//!     let pred = tape.constant(x.clone()).linear(tape.param(&params, w), Some(tape.param(&params, b)));
+//!     let loss = (pred - tape.constant(y.clone())).square().mean();
+//!     let grads = loss.backward()?;
+//!     for id in [w, b] {
+//!         let g = grads.param(id).expect("both parameters are used");
+//!         params.get_mut(id).scaled_add(-0.2, g);
+//!     }
+//! }
+//! assert!((params.get(w)[[1, 0]] - 2.0).abs() < 1e-6);
+//! assert!((params.get(b)[0] - 0.5).abs() < 1e-6);
+//! # Ok::<(), stograd::Error>(())
+//! ```
+//!
+//! Every op's backward rule is checked against finite differences with the public
+//! [`check::gradcheck`]. With [`Tape::detect_anomaly`] on, backward fails with the name and
+//! source line of the first op that produced NaN or infinity.
+//!
+//! Operator misuse (incompatible shapes, an axis out of range) panics with both shapes and
+//! the caller's location, as ndarray does; anything fed by data returns [`Result`].
+
+pub mod broadcast;
+pub mod check;
+mod error;
+mod gradients;
+pub mod ops;
+mod params;
+mod scalar;
+mod tape;
+
+pub use error::{Error, Pass, Result};
+pub use gradients::Gradients;
+pub use params::{ParamId, Params};
+pub use scalar::Scalar;
+pub use tape::{Tape, Var};
+
+/// The types most programs need: `use stograd::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Error, Gradients, ParamId, Params, Result, Scalar, Tape, Var};
+}

@@ -1,0 +1,156 @@
+//! The differentiable operations on [`Var`](crate::Var), one file per family.
+//!
+//! Each family file holds its op variants, the `Var` methods that record them (the forward
+//! rule) and the backward rule, side by side. This module joins the families into [`Op`] and
+//! dispatches backward once.
+//!
+//! | family | ops |
+//! |---|---|
+//! | [`arith`] | `+ - * /` between `Var`s (NumPy broadcasting) and with scalars, unary `-` |
+//! | [`unary`] | `exp log log1p expm1 sqrt square powf abs sin cos tanh sigmoid log_sigmoid relu softplus lgamma digamma recip clamp` |
+//! | [`reduce`] | `sum mean max logsumexp`, over all elements and along an axis |
+//! | [`linalg`] | `matmul` (2-D, batched 3-D @ 2-D and 3-D @ 3-D), `t`, fused `linear` |
+//! | [`shape`] | `reshape unsqueeze broadcast_to slice concat select_rows gather` |
+//! | [`nn`] | `softmax log_softmax bce_with_logits detach` |
+
+pub mod arith;
+pub mod linalg;
+pub mod nn;
+pub mod reduce;
+pub mod shape;
+pub mod unary;
+
+use ndarray::{ArrayD, Zip};
+use smallvec::SmallVec;
+
+use crate::{ParamId, Scalar};
+
+/// A leaf: a value that no op made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Leaf {
+    Constant,
+    Variable,
+    Param(ParamId),
+}
+
+/// Every node's op: a leaf or one family's variant.
+pub(crate) enum Op<F: Scalar> {
+    Leaf(Leaf),
+    Unary(unary::UnaryOp<F>),
+    Binary(arith::BinaryOp),
+    Reduce(reduce::ReduceOp),
+    Linalg(linalg::LinalgOp),
+    Shape(shape::ShapeOp),
+    Nn(nn::NnOp),
+}
+
+/// What a backward rule reads: its inputs' values, its own output, the gradient of the loss
+/// with respect to that output, and which inputs need a gradient.
+pub(crate) struct Backward<'a, F: Scalar> {
+    pub inputs: &'a [&'a ArrayD<F>],
+    pub output: &'a ArrayD<F>,
+    pub grad: &'a ArrayD<F>,
+    pub needs: &'a [bool],
+}
+
+/// One optional gradient per input, in input order.
+pub(crate) type InputGrads<F> = SmallVec<[Option<ArrayD<F>>; 2]>;
+
+impl<F: Scalar> Op<F> {
+    /// The op's name as a user wrote it, for errors and anomaly reports.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf(Leaf::Constant) => "constant",
+            Op::Leaf(Leaf::Variable) => "variable",
+            Op::Leaf(Leaf::Param(_)) => "param",
+            Op::Unary(op) => op.name(),
+            Op::Binary(op) => op.name(),
+            Op::Reduce(op) => op.name(),
+            Op::Linalg(op) => op.name(),
+            Op::Shape(op) => op.name(),
+            Op::Nn(op) => op.name(),
+        }
+    }
+
+    pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
+        match self {
+            Op::Leaf(_) => SmallVec::new(),
+            Op::Unary(op) => op.backward(b),
+            Op::Binary(op) => op.backward(b),
+            Op::Reduce(op) => op.backward(b),
+            Op::Linalg(op) => op.backward(b),
+            Op::Shape(op) => op.backward(b),
+            Op::Nn(op) => op.backward(b),
+        }
+    }
+}
+
+/// `f` applied to every element; node values are in standard layout, so this is a slice loop.
+pub(crate) fn map<F: Scalar>(a: &ArrayD<F>, f: impl Fn(F) -> F) -> ArrayD<F> {
+    match a.as_slice() {
+        Some(s) => from_vec(a, s.iter().map(|&x| f(x)).collect()),
+        None => a.mapv(f),
+    }
+}
+
+/// `f` applied elementwise to two arrays of one shape.
+pub(crate) fn zip2<F: Scalar>(a: &ArrayD<F>, b: &ArrayD<F>, f: impl Fn(F, F) -> F) -> ArrayD<F> {
+    debug_assert_eq!(a.shape(), b.shape());
+    match (a.as_slice(), b.as_slice()) {
+        (Some(x), Some(y)) => from_vec(a, x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect()),
+        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+    }
+}
+
+/// `f` applied elementwise to three arrays of one shape.
+pub(crate) fn zip3<F: Scalar>(
+    a: &ArrayD<F>,
+    b: &ArrayD<F>,
+    c: &ArrayD<F>,
+    f: impl Fn(F, F, F) -> F,
+) -> ArrayD<F> {
+    debug_assert!(a.shape() == b.shape() && b.shape() == c.shape());
+    match (a.as_slice(), b.as_slice(), c.as_slice()) {
+        (Some(x), Some(y), Some(z)) => from_vec(
+            a,
+            x.iter()
+                .zip(y)
+                .zip(z)
+                .map(|((&x, &y), &z)| f(x, y, z))
+                .collect(),
+        ),
+        _ => Zip::from(a)
+            .and(b)
+            .and(c)
+            .map_collect(|&x, &y, &z| f(x, y, z)),
+    }
+}
+
+/// An array of `like`'s shape holding `data` in standard order.
+pub(crate) fn from_vec<F: Scalar>(like: &ArrayD<F>, data: Vec<F>) -> ArrayD<F> {
+    ArrayD::from_shape_vec(like.raw_dim(), data).expect("one element per element of `like`")
+}
+
+/// Node values are kept in standard (row-major, contiguous) layout.
+pub(crate) fn standard<F: Scalar>(a: ArrayD<F>) -> ArrayD<F> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
+/// Panics unless `axis` is an axis of `shape`.
+#[track_caller]
+pub(crate) fn check_axis(op: &str, axis: usize, shape: &[usize]) {
+    assert!(
+        axis < shape.len(),
+        "{op}: axis {axis} is out of range for shape {shape:?} (at {})",
+        std::panic::Location::caller()
+    );
+}
+
+/// `F` from an `f64` literal.
+pub(crate) fn lit<F: Scalar>(x: f64) -> F {
+    F::from_f64(x)
+}

@@ -1,0 +1,222 @@
+//! The floating-point element types the engine computes in.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+use ndarray::{LinalgScalar, ScalarOperand};
+use num_traits::Float;
+
+/// A floating-point element type: implemented for `f32` (the default for training) and `f64`
+/// (for gradient checking and precision-sensitive work).
+///
+/// Besides the arithmetic of [`num_traits::Float`], it provides the special functions the
+/// engine differentiates: [`lgamma`](Scalar::lgamma), [`digamma`](Scalar::digamma) and
+/// [`trigamma`](Scalar::trigamma). They are evaluated in `f64` for both types, so `f32` results
+/// are correctly rounded up to the `f64` approximation error (about 1e-14 relative).
+///
+/// # Example
+/// ```
+/// use stograd::Scalar;
+/// // Γ(5) = 4! = 24
+/// assert!((5.0f64.lgamma() - 24f64.ln()).abs() < 1e-13);
+/// assert_eq!(f32::from_f64(0.5), 0.5f32);
+/// ```
+pub trait Scalar:
+    Float
+    + LinalgScalar
+    + ScalarOperand
+    + Debug
+    + Display
+    + Default
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// The type's name, `"f32"` or `"f64"`, for messages.
+    const NAME: &'static str;
+
+    /// Converts from `f64`, rounding to nearest.
+    fn from_f64(x: f64) -> Self;
+
+    /// Widens (or keeps) the value as `f64`.
+    fn as_f64(self) -> f64;
+
+    /// `ln |Γ(x)|`, the log of the absolute value of the gamma function.
+    ///
+    /// Lanczos approximation (g = 7, 9 terms) for `x ≥ 0.5`, and the reflection
+    /// `Γ(x) Γ(1 − x) = π / sin(πx)` below. Poles (`x = 0, −1, −2, …`) give `+∞`.
+    fn lgamma(self) -> Self {
+        Self::from_f64(special::lgamma(self.as_f64()))
+    }
+
+    /// `ψ(x) = d/dx ln Γ(x)`, the digamma function.
+    ///
+    /// The recurrence `ψ(x) = ψ(x + 1) − 1/x` lifts `x` to at least 10, where the asymptotic series
+    /// `ln x − 1/(2x) − Σ B₂ₖ / (2k x²ᵏ)` is accurate; negative `x` uses the reflection
+    /// `ψ(1 − x) − ψ(x) = π cot(πx)`. Poles give NaN.
+    fn digamma(self) -> Self {
+        Self::from_f64(special::digamma(self.as_f64()))
+    }
+
+    /// `ψ₁(x) = d²/dx² ln Γ(x)`, the trigamma function (the derivative of digamma).
+    ///
+    /// The recurrence `ψ₁(x) = ψ₁(x + 1) + 1/x²` and the asymptotic series
+    /// `1/x + 1/(2x²) + Σ B₂ₖ / x²ᵏ⁺¹`; negative `x` uses `ψ₁(1 − x) + ψ₁(x) = π² / sin²(πx)`.
+    fn trigamma(self) -> Self {
+        Self::from_f64(special::trigamma(self.as_f64()))
+    }
+}
+
+impl Scalar for f32 {
+    const NAME: &'static str = "f32";
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn as_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Scalar for f64 {
+    const NAME: &'static str = "f64";
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+mod special {
+    use std::f64::consts::PI;
+
+    const LANCZOS_G: f64 = 7.0;
+    const LANCZOS: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+
+    pub fn lgamma(x: f64) -> f64 {
+        if x.is_nan() {
+            return x;
+        }
+        if x <= 0.0 && x == x.floor() {
+            return f64::INFINITY;
+        }
+        if x < 0.5 {
+            // ln|Γ(x)| = ln π − ln|sin πx| − ln|Γ(1 − x)|
+            return PI.ln() - (PI * x).sin().abs().ln() - lgamma(1.0 - x);
+        }
+        let x = x - 1.0;
+        let t = x + LANCZOS_G + 0.5;
+        let series = LANCZOS[1..]
+            .iter()
+            .enumerate()
+            .fold(LANCZOS[0], |acc, (i, c)| acc + c / (x + (i + 1) as f64));
+        0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
+    }
+
+    pub fn digamma(mut x: f64) -> f64 {
+        if x.is_nan() || (x <= 0.0 && x == x.floor()) {
+            return f64::NAN;
+        }
+        if x < 0.0 {
+            // ψ(x) = ψ(1 − x) − π cot(πx)
+            return digamma(1.0 - x) - PI / (PI * x).tan();
+        }
+        let mut shift = 0.0;
+        while x < 10.0 {
+            shift -= 1.0 / x;
+            x += 1.0;
+        }
+        let r = 1.0 / (x * x);
+        // Bernoulli terms B₂ₖ/(2k): 1/12, −1/120, 1/252, −1/240, 1/132, −691/32760, 1/12
+        let tail = r
+            * (1.0 / 12.0
+                - r * (1.0 / 120.0
+                    - r * (1.0 / 252.0
+                        - r * (1.0 / 240.0 - r * (1.0 / 132.0 - r * (691.0 / 32760.0))))));
+        shift + x.ln() - 0.5 / x - tail
+    }
+
+    pub fn trigamma(mut x: f64) -> f64 {
+        if x.is_nan() || (x <= 0.0 && x == x.floor()) {
+            return f64::NAN;
+        }
+        if x < 0.0 {
+            // ψ₁(x) = π² / sin²(πx) − ψ₁(1 − x)
+            let s = (PI * x).sin();
+            return PI * PI / (s * s) - trigamma(1.0 - x);
+        }
+        let mut shift = 0.0;
+        while x < 10.0 {
+            shift += 1.0 / (x * x);
+            x += 1.0;
+        }
+        let r = 1.0 / (x * x);
+        // B₂ₖ / x²ᵏ⁺¹: 1/6, −1/30, 1/42, −1/30, 5/66, −691/2730
+        let tail = r
+            * (1.0 / 6.0
+                - r * (1.0 / 30.0
+                    - r * (1.0 / 42.0 - r * (1.0 / 30.0 - r * (5.0 / 66.0 - r * 691.0 / 2730.0)))));
+        shift + 1.0 / x + 0.5 * r + tail / x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scalar;
+
+    #[test]
+    fn lgamma_matches_factorials_and_half_integers() {
+        let mut fact = 1.0f64;
+        for n in 1..30 {
+            // Γ(n + 1) = n!
+            fact *= n as f64;
+            let got = ((n + 1) as f64).lgamma();
+            assert!(
+                (got - fact.ln()).abs() <= 1e-13 * fact.ln().abs().max(1.0),
+                "n = {n}"
+            );
+        }
+        // Γ(1/2) = √π; Γ(−1/2) = −2√π
+        let sqrt_pi_ln = 0.5 * std::f64::consts::PI.ln();
+        assert!((0.5f64.lgamma() - sqrt_pi_ln).abs() < 1e-14);
+        assert!(((-0.5f64).lgamma() - (2.0f64.ln() + sqrt_pi_ln)).abs() < 1e-13);
+        assert_eq!(0.0f64.lgamma(), f64::INFINITY);
+    }
+
+    #[test]
+    fn digamma_and_trigamma_known_values() {
+        let euler = 0.577_215_664_901_532_9;
+        // ψ(1) = −γ, ψ(1/2) = −γ − 2 ln 2, ψ₁(1) = π²/6, ψ₁(1/2) = π²/2
+        assert!((1.0f64.digamma() + euler).abs() < 1e-14);
+        assert!((0.5f64.digamma() + euler + 2.0 * 2f64.ln()).abs() < 1e-14);
+        let pi2 = std::f64::consts::PI.powi(2);
+        assert!((1.0f64.trigamma() - pi2 / 6.0).abs() < 1e-13);
+        assert!((0.5f64.trigamma() - pi2 / 2.0).abs() < 1e-12);
+        // recurrence across the reflection branch: ψ(x + 1) = ψ(x) + 1/x
+        for x in [-2.7f64, -0.3, 0.2, 3.3, 40.0] {
+            assert!(
+                ((x + 1.0).digamma() - x.digamma() - 1.0 / x).abs() < 1e-11,
+                "x = {x}"
+            );
+            let t = (x + 1.0).trigamma() - x.trigamma() + 1.0 / (x * x);
+            assert!(t.abs() < 1e-10 * (1.0 / (x * x)).max(1.0), "x = {x}");
+        }
+        assert!(0.0f64.digamma().is_nan());
+    }
+}
