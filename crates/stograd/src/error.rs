@@ -106,6 +106,20 @@ pub enum Error {
         allowed: f64,
     },
 
+    /// A matrix handed to [`Var::cholesky`](crate::Var::cholesky) (or a constructor that
+    /// factors a covariance) is not positive definite.
+    #[error(
+        "matrix {matrix} of the batch is not positive definite: pivot {pivot} in column {column}"
+    )]
+    NotPositiveDefinite {
+        /// The matrix's index in the batch (0 for a single matrix).
+        matrix: usize,
+        /// The column whose pivot was not positive.
+        column: usize,
+        /// The offending pivot, `A_jj − Σ_k L_jk²`.
+        pivot: f64,
+    },
+
     /// A numeric argument is outside the range it must lie in.
     #[error("{name} must be {constraint}, got {value}")]
     InvalidArgument {

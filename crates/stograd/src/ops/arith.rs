@@ -1,4 +1,5 @@
-//! `+ - * /` between `Var`s with NumPy broadcasting, with scalars on either side, and unary `-`.
+//! `+ - * /` between `Var`s with NumPy broadcasting, with scalars on either side, unary `-`,
+//! and the fused multiply-add `x.mul_add(a, b) = x·a + b`.
 //!
 //! Broadcasting aligns trailing axes; an axis of length 1 (or a missing leading axis) repeats.
 //! The backward rule reduces each input's gradient back over the axes it was broadcast along
@@ -11,6 +12,8 @@
 //! | `a * b` | `g·b` | `g·a` |
 //! | `a / b` | `g / b` | `−g·(a/b) / b` |
 //!
+//! `x.mul_add(a, b)` rounds once (`F::mul_add`); its gradients are `g·a`, `g·x` and `g`.
+//!
 //! # Panics
 //! Operands whose shapes cannot be broadcast together, or that come from different tapes,
 //! panic with both shapes and the caller's location.
@@ -18,7 +21,7 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 use std::panic::Location;
 
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 use smallvec::smallvec;
 
 use super::unary::UnaryOp;
@@ -27,46 +30,58 @@ use crate::broadcast::{broadcast_shape, sum_to};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
 
-/// A broadcasting binary op between two `Var`s.
+/// A broadcasting arithmetic op between `Var`s.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum BinaryOp {
+pub(crate) enum ArithOp {
     Add,
     Sub,
     Mul,
     Div,
+    /// `x·a + b` with one rounding; inputs `[x, a, b]`.
+    MulAdd,
 }
 
-impl BinaryOp {
+impl ArithOp {
     pub(crate) fn name(self) -> &'static str {
         match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
+            ArithOp::Add => "add",
+            ArithOp::Sub => "sub",
+            ArithOp::Mul => "mul",
+            ArithOp::Div => "div",
+            ArithOp::MulAdd => "mul_add",
         }
     }
 
     fn forward<F: Scalar>(self, a: &ArrayD<F>, b: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
         match self {
-            BinaryOp::Add => broadcast_map(a, b, shape, |x, y| x + y),
-            BinaryOp::Sub => broadcast_map(a, b, shape, |x, y| x - y),
-            BinaryOp::Mul => broadcast_map(a, b, shape, |x, y| x * y),
-            BinaryOp::Div => broadcast_map(a, b, shape, |x, y| x / y),
+            ArithOp::Add => broadcast_map(a, b, shape, |x, y| x + y),
+            ArithOp::Sub => broadcast_map(a, b, shape, |x, y| x - y),
+            ArithOp::Mul => broadcast_map(a, b, shape, |x, y| x * y),
+            ArithOp::Div => broadcast_map(a, b, shape, |x, y| x / y),
+            ArithOp::MulAdd => unreachable!("mul_add has three inputs"),
         }
     }
 
     pub(crate) fn backward<F: Scalar>(self, b: &Backward<'_, F>) -> InputGrads<F> {
         let (x, y, g) = (b.inputs[0], b.inputs[1], b.grad);
+        if let ArithOp::MulAdd = self {
+            return smallvec![
+                b.needs[0].then(|| sum_to(&times_broadcast(g, y, |g, a| g * a), x.shape())),
+                b.needs[1].then(|| sum_to(&times_broadcast(g, x, |g, x| g * x), y.shape())),
+                b.needs[2].then(|| sum_to(g, b.inputs[2].shape())),
+            ];
+        }
         let ga = b.needs[0].then(|| match self {
-            BinaryOp::Add | BinaryOp::Sub => sum_to(g, x.shape()),
-            BinaryOp::Mul => sum_to(&times_broadcast(g, y, |g, y| g * y), x.shape()),
-            BinaryOp::Div => sum_to(&times_broadcast(g, y, |g, y| g / y), x.shape()),
+            ArithOp::Add | ArithOp::Sub => sum_to(g, x.shape()),
+            ArithOp::Mul => sum_to(&times_broadcast(g, y, |g, y| g * y), x.shape()),
+            ArithOp::Div => sum_to(&times_broadcast(g, y, |g, y| g / y), x.shape()),
+            ArithOp::MulAdd => unreachable!("handled above"),
         });
         let gb = b.needs[1].then(|| match self {
-            BinaryOp::Add => sum_to(g, y.shape()),
-            BinaryOp::Sub => sum_to(g, y.shape()).mapv_into(|v| -v),
-            BinaryOp::Mul => sum_to(&times_broadcast(g, x, |g, x| g * x), y.shape()),
-            BinaryOp::Div => {
+            ArithOp::Add => sum_to(g, y.shape()),
+            ArithOp::Sub => sum_to(g, y.shape()).mapv_into(|v| -v),
+            ArithOp::Mul => sum_to(&times_broadcast(g, x, |g, x| g * x), y.shape()),
+            ArithOp::Div => {
                 // ∂(x/y)/∂y = −x/y² = −out/y
                 let out = b.output;
                 let per_elem = if g.shape() == y.shape() {
@@ -79,6 +94,7 @@ impl BinaryOp {
                 };
                 sum_to(&standard(per_elem), y.shape())
             }
+            ArithOp::MulAdd => unreachable!("handled above"),
         });
         smallvec![ga, gb]
     }
@@ -94,9 +110,12 @@ fn broadcast_map<F: Scalar>(
     if a.shape() == b.shape() {
         return zip2(a, b, f);
     }
-    let av = a.broadcast(shape).expect("shape checked by the caller");
-    let bv = b.broadcast(shape).expect("shape checked by the caller");
-    standard(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
+    let (av, bv) = (broadcast_view(a, shape), broadcast_view(b, shape));
+    standard(Zip::from(av).and(bv).map_collect(|&x, &y| f(x, y)))
+}
+
+fn broadcast_view<'a, F: Scalar>(v: &'a ArrayD<F>, shape: &[usize]) -> ArrayViewD<'a, F> {
+    v.broadcast(shape).expect("shape checked by the caller")
 }
 
 /// `f(g, x)` elementwise with `x` broadcast to `g`'s shape.
@@ -110,7 +129,7 @@ fn times_broadcast<F: Scalar>(g: &ArrayD<F>, x: &ArrayD<F>, f: impl Fn(F, F) -> 
 
 impl<'t, F: Scalar> Var<'t, F> {
     #[track_caller]
-    fn binary(self, rhs: Var<'t, F>, op: BinaryOp) -> Var<'t, F> {
+    fn binary(self, rhs: Var<'t, F>, op: ArithOp) -> Var<'t, F> {
         let location = Location::caller();
         same_tape(op.name(), self, rhs);
         let value = {
@@ -130,11 +149,69 @@ impl<'t, F: Scalar> Var<'t, F> {
             op.forward(a, b, &shape)
         };
         self.tape.push(
-            Op::Binary(op),
+            Op::Arith(op),
             smallvec![self.index, rhs.index],
             value,
             location,
         )
+    }
+}
+
+impl<'t, F: Scalar> Var<'t, F> {
+    /// `self·a + b` elementwise with a single rounding (fused multiply-add), broadcasting all
+    /// three operands together. Pathwise samples `loc + scale·ε` are computed this way.
+    ///
+    /// # Example
+    /// ```
+    /// use ndarray::array;
+    /// use stograd::Tape;
+    ///
+    /// let tape = Tape::<f64>::new();
+    /// let eps = tape.constant(array![[0.5, -1.0], [2.0, 0.0]]);
+    /// let (scale, loc) = (tape.constant(array![2.0, 3.0]), tape.scalar(1.0));
+    /// assert_eq!(eps.mul_add(scale, loc).value(), array![[2.0, -2.0], [5.0, 1.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// If the three shapes do not broadcast together, or the operands come from different
+    /// tapes.
+    #[track_caller]
+    pub fn mul_add(self, a: Var<'t, F>, b: Var<'t, F>) -> Var<'t, F> {
+        let location = Location::caller();
+        same_tape("mul_add", self, a);
+        same_tape("mul_add", self, b);
+        let value = {
+            let nodes = self.tape.nodes.borrow();
+            let x = &nodes[self.index as usize].value;
+            let (av, bv) = (
+                &nodes[a.index as usize].value,
+                &nodes[b.index as usize].value,
+            );
+            let shape = broadcast_shape(x.shape(), av.shape())
+                .and_then(|s| broadcast_shape(&s, bv.shape()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "mul_add: shapes {:?}, {:?} and {:?} cannot be broadcast together (at {location})",
+                        x.shape(),
+                        av.shape(),
+                        bv.shape()
+                    )
+                });
+            if x.shape() == shape && av.shape() == shape && bv.shape() == shape {
+                super::zip3(x, av, bv, F::mul_add)
+            } else {
+                let view = |v| broadcast_view(v, &shape);
+                standard(
+                    Zip::from(view(x))
+                        .and(view(av))
+                        .and(view(bv))
+                        .map_collect(|&x, &a, &b| x.mul_add(a, b)),
+                )
+            }
+        };
+        let parents = smallvec![self.index, a.index, b.index];
+        self.tape
+            .push(Op::Arith(ArithOp::MulAdd), parents, value, location)
     }
 }
 
@@ -144,7 +221,7 @@ macro_rules! var_var_ops {
             type Output = Var<'t, F>;
             #[track_caller]
             fn $method(self, rhs: Var<'t, F>) -> Var<'t, F> {
-                self.binary(rhs, BinaryOp::$op)
+                self.binary(rhs, ArithOp::$op)
             }
         }
     )*};

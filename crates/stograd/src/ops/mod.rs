@@ -6,14 +6,16 @@
 //!
 //! | family | ops |
 //! |---|---|
-//! | [`arith`] | `+ - * /` between `Var`s (NumPy broadcasting) and with scalars, unary `-` |
+//! | [`arith`] | `+ - * /` between `Var`s (NumPy broadcasting) and with scalars, unary `-`, `mul_add` |
 //! | [`unary`] | `exp log log1p expm1 sqrt square powf abs sin cos tanh sigmoid log_sigmoid relu softplus lgamma digamma recip clamp` |
 //! | [`reduce`] | `sum mean max logsumexp`, over all elements and along an axis |
 //! | [`linalg`] | `matmul` (2-D, batched 3-D @ 2-D and 3-D @ 3-D), `t`, fused `linear` |
+//! | [`factor`] | `cholesky solve_tril diagonal` (a matrix or a batch of matrices) |
 //! | [`shape`] | `reshape unsqueeze broadcast_to slice concat select_rows gather` |
 //! | [`nn`] | `softmax log_softmax bce_with_logits detach` |
 
 pub mod arith;
+pub mod factor;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;
@@ -37,9 +39,10 @@ pub(crate) enum Leaf {
 pub(crate) enum Op<F: Scalar> {
     Leaf(Leaf),
     Unary(unary::UnaryOp<F>),
-    Binary(arith::BinaryOp),
+    Arith(arith::ArithOp),
     Reduce(reduce::ReduceOp),
     Linalg(linalg::LinalgOp),
+    Factor(factor::FactorOp),
     Shape(shape::ShapeOp),
     Nn(nn::NnOp),
 }
@@ -64,9 +67,10 @@ impl<F: Scalar> Op<F> {
             Op::Leaf(Leaf::Variable) => "variable",
             Op::Leaf(Leaf::Param(_)) => "param",
             Op::Unary(op) => op.name(),
-            Op::Binary(op) => op.name(),
+            Op::Arith(op) => op.name(),
             Op::Reduce(op) => op.name(),
             Op::Linalg(op) => op.name(),
+            Op::Factor(op) => op.name(),
             Op::Shape(op) => op.name(),
             Op::Nn(op) => op.name(),
         }
@@ -76,9 +80,10 @@ impl<F: Scalar> Op<F> {
         match self {
             Op::Leaf(_) => SmallVec::new(),
             Op::Unary(op) => op.backward(b),
-            Op::Binary(op) => op.backward(b),
+            Op::Arith(op) => op.backward(b),
             Op::Reduce(op) => op.backward(b),
             Op::Linalg(op) => op.backward(b),
+            Op::Factor(op) => op.backward(b),
             Op::Shape(op) => op.backward(b),
             Op::Nn(op) => op.backward(b),
         }
