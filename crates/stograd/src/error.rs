@@ -120,6 +120,91 @@ pub enum Error {
         pivot: f64,
     },
 
+    /// A distribution parameter breaks its constraint (a non-positive scale, a probability
+    /// outside `[0, 1]`, a non-finite location, …).
+    #[error("{distribution}: {param} must be {constraint}, got {value} at index {index:?}")]
+    InvalidParameter {
+        /// The distribution, e.g. `"Normal"`.
+        distribution: &'static str,
+        /// The parameter, e.g. `"scale"`.
+        param: &'static str,
+        /// The rule it breaks, e.g. `"positive and finite"`.
+        constraint: &'static str,
+        /// The first offending value.
+        value: f64,
+        /// Its index in the parameter's array.
+        index: Vec<usize>,
+    },
+
+    /// Two parameters (or a parameter and a value) have shapes that do not fit together.
+    #[error("{distribution}: {what} have incompatible shapes {left:?} and {right:?}")]
+    IncompatibleShapes {
+        /// The distribution or function.
+        distribution: &'static str,
+        /// Which arrays, e.g. `"loc and scale"`.
+        what: &'static str,
+        /// The first shape.
+        left: Vec<usize>,
+        /// The second shape.
+        right: Vec<usize>,
+    },
+
+    /// The distribution has no reparameterized (pathwise) sampler.
+    #[error(
+        "{distribution} has no pathwise (reparameterized) estimator; use a score-function, \
+         straight-through or Gumbel-softmax estimator"
+    )]
+    NoPathwise {
+        /// The distribution.
+        distribution: &'static str,
+    },
+
+    /// The estimator cannot be used with this distribution or input.
+    #[error("{estimator} cannot be used with {distribution}: {reason}")]
+    UnsupportedEstimator {
+        /// The estimator, e.g. `"Antithetic"`.
+        estimator: &'static str,
+        /// The distribution.
+        distribution: &'static str,
+        /// Why not.
+        reason: String,
+    },
+
+    /// A quantity (mean, variance, entropy) that does not exist or has no closed form for the
+    /// distribution.
+    #[error("{distribution} has no {quantity}: {reason}")]
+    Undefined {
+        /// The distribution.
+        distribution: &'static str,
+        /// `"mean"`, `"variance"` or `"entropy"`.
+        quantity: &'static str,
+        /// Why, e.g. `"the integral diverges"`.
+        reason: &'static str,
+    },
+
+    /// No analytic KL divergence is registered for the pair; use
+    /// [`kl::monte_carlo`](crate::dist::kl::monte_carlo) explicitly.
+    #[error("no closed-form KL({p} ‖ {q}); call dist::kl::monte_carlo for a sampled estimate")]
+    NoClosedFormKl {
+        /// The first distribution.
+        p: &'static str,
+        /// The second distribution.
+        q: &'static str,
+    },
+
+    /// The two distributions of a KL divergence differ in batch or event shape.
+    #[error("KL({p} ‖ {q}): shapes differ, {p_shape:?} against {q_shape:?}")]
+    KlShapeMismatch {
+        /// The first distribution.
+        p: &'static str,
+        /// The second distribution.
+        q: &'static str,
+        /// The first's batch shape followed by its event shape.
+        p_shape: Vec<usize>,
+        /// The second's batch shape followed by its event shape.
+        q_shape: Vec<usize>,
+    },
+
     /// A numeric argument is outside the range it must lie in.
     #[error("{name} must be {constraint}, got {value}")]
     InvalidArgument {

@@ -43,7 +43,9 @@
 
 pub mod broadcast;
 pub mod check;
+pub mod dist;
 mod error;
+pub mod estimator;
 mod gradients;
 pub mod ops;
 mod params;
@@ -51,6 +53,7 @@ mod scalar;
 mod tape;
 
 pub use error::{Error, Pass, Result};
+pub use estimator::Estimator;
 pub use gradients::Gradients;
 pub use params::{ParamId, Params};
 pub use scalar::Scalar;
@@ -58,5 +61,6 @@ pub use tape::{Tape, Var};
 
 /// The types most programs need: `use stograd::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, Gradients, ParamId, Params, Result, Scalar, Tape, Var};
+    pub use crate::dist::Distribution;
+    pub use crate::{Error, Estimator, Gradients, ParamId, Params, Result, Scalar, Tape, Var};
 }

@@ -351,6 +351,11 @@ impl<'t, F: Scalar> Var<'t, F> {
         })
     }
 
+    /// Runs `f` on the value without copying it. `f` must not record on the tape.
+    pub(crate) fn with_value<R>(self, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
+        self.tape.with_value(self.index, f)
+    }
+
     /// The shape of the value.
     pub fn shape(self) -> Vec<usize> {
         self.tape.with_value(self.index, |v| v.shape().to_vec())

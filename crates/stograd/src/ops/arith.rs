@@ -21,11 +21,11 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 use std::panic::Location;
 
-use ndarray::{ArrayD, ArrayViewD, Zip};
+use ndarray::{ArrayD, Zip};
 use smallvec::smallvec;
 
 use super::unary::UnaryOp;
-use super::{Backward, InputGrads, Op, standard, zip2};
+use super::{Backward, InputGrads, Op, broadcast_view, standard, zip2};
 use crate::broadcast::{broadcast_shape, sum_to};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
@@ -112,10 +112,6 @@ fn broadcast_map<F: Scalar>(
     }
     let (av, bv) = (broadcast_view(a, shape), broadcast_view(b, shape));
     standard(Zip::from(av).and(bv).map_collect(|&x, &y| f(x, y)))
-}
-
-fn broadcast_view<'a, F: Scalar>(v: &'a ArrayD<F>, shape: &[usize]) -> ArrayViewD<'a, F> {
-    v.broadcast(shape).expect("shape checked by the caller")
 }
 
 /// `f(g, x)` elementwise with `x` broadcast to `g`'s shape.

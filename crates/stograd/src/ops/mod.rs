@@ -22,7 +22,7 @@ pub mod reduce;
 pub mod shape;
 pub mod unary;
 
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 use smallvec::SmallVec;
 
 use crate::{ParamId, Scalar};
@@ -45,6 +45,10 @@ pub(crate) enum Op<F: Scalar> {
     Factor(factor::FactorOp),
     Shape(shape::ShapeOp),
     Nn(nn::NnOp),
+    /// A distribution's fused `log_prob`.
+    LogProb(crate::dist::loc_scale::LogProbOp<F>),
+    /// A draw from a distribution, with its estimator.
+    Sample(crate::estimator::SampleOp),
 }
 
 /// What a backward rule reads: its inputs' values, its own output, the gradient of the loss
@@ -73,6 +77,8 @@ impl<F: Scalar> Op<F> {
             Op::Factor(op) => op.name(),
             Op::Shape(op) => op.name(),
             Op::Nn(op) => op.name(),
+            Op::LogProb(op) => op.name(),
+            Op::Sample(op) => op.name(),
         }
     }
 
@@ -86,6 +92,8 @@ impl<F: Scalar> Op<F> {
             Op::Factor(op) => op.backward(b),
             Op::Shape(op) => op.backward(b),
             Op::Nn(op) => op.backward(b),
+            Op::LogProb(op) => op.backward(b),
+            Op::Sample(op) => op.backward(b),
         }
     }
 }
@@ -136,6 +144,14 @@ pub(crate) fn from_vec<F: Scalar>(like: &ArrayD<F>, data: Vec<F>) -> ArrayD<F> {
     ArrayD::from_shape_vec(like.raw_dim(), data).expect("one element per element of `like`")
 }
 
+/// `v` viewed at a shape it broadcasts to (checked by the caller).
+pub(crate) fn broadcast_view<'a, F: Scalar>(
+    v: &'a ArrayD<F>,
+    shape: &[usize],
+) -> ArrayViewD<'a, F> {
+    v.broadcast(shape).expect("shape checked by the caller")
+}
+
 /// Node values are kept in standard (row-major, contiguous) layout.
 pub(crate) fn standard<F: Scalar>(a: ArrayD<F>) -> ArrayD<F> {
     if a.is_standard_layout() {
@@ -148,10 +164,20 @@ pub(crate) fn standard<F: Scalar>(a: ArrayD<F>) -> ArrayD<F> {
 /// Panics unless `axis` is an axis of `shape`.
 #[track_caller]
 pub(crate) fn check_axis(op: &str, axis: usize, shape: &[usize]) {
+    check_axis_at(op, axis, shape, std::panic::Location::caller());
+}
+
+/// [`check_axis`] naming `location`: for checks inside a closure, which `#[track_caller]` does
+/// not see through, so the message names the user's call rather than the closure.
+pub(crate) fn check_axis_at(
+    op: &str,
+    axis: usize,
+    shape: &[usize],
+    location: &std::panic::Location<'_>,
+) {
     assert!(
         axis < shape.len(),
-        "{op}: axis {axis} is out of range for shape {shape:?} (at {})",
-        std::panic::Location::caller()
+        "{op}: axis {axis} is out of range for shape {shape:?} (at {location})"
     );
 }
 

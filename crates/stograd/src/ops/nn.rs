@@ -14,7 +14,7 @@ use ndarray::{ArrayViewMut1, Axis, Zip};
 use smallvec::smallvec;
 
 use super::unary::sigmoid;
-use super::{Backward, InputGrads, Leaf, Op, check_axis, zip2, zip3};
+use super::{Backward, InputGrads, Leaf, Op, check_axis_at, zip2, zip3};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
 
@@ -87,7 +87,7 @@ impl<'t, F: Scalar> Var<'t, F> {
     fn normalize(self, op: NnOp, axis: usize) -> Self {
         let location = Location::caller();
         let value = self.tape.with_value(self.index, |a| {
-            check_axis(op.name(), axis, a.shape());
+            check_axis_at(op.name(), axis, a.shape(), location);
             let mut out = a.clone();
             out.lanes_mut(Axis(axis))
                 .into_iter()

@@ -15,7 +15,7 @@ use std::panic::Location;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 use smallvec::smallvec;
 
-use super::{Backward, InputGrads, Op, check_axis, standard};
+use super::{Backward, InputGrads, Op, check_axis_at, standard};
 use crate::{Scalar, Var};
 
 /// A reduction; `Some(axis)` reduces along that axis, `None` over every element.
@@ -137,7 +137,7 @@ impl<'t, F: Scalar> Var<'t, F> {
             | ReduceOp::Max(Some(axis))
             | ReduceOp::LogSumExp(Some(axis)) = op
             {
-                check_axis(op.name(), axis, a.shape());
+                check_axis_at(op.name(), axis, a.shape(), location);
             }
             op.forward(a)
         });

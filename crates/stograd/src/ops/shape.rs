@@ -11,7 +11,7 @@ use std::panic::Location;
 use ndarray::{Array, ArrayD, Axis, Dimension, IxDyn, Slice, Zip};
 use smallvec::{SmallVec, smallvec};
 
-use super::{Backward, InputGrads, Op, check_axis, standard};
+use super::{Backward, InputGrads, Op, check_axis, check_axis_at, standard};
 use crate::broadcast::{broadcast_shape, sum_to};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
@@ -176,7 +176,7 @@ impl<'t, F: Scalar> Var<'t, F> {
     pub fn slice(self, axis: usize, range: impl RangeBounds<usize>) -> Self {
         let location = Location::caller();
         let (value, start, end) = self.tape.with_value(self.index, |a| {
-            check_axis("slice", axis, a.shape());
+            check_axis_at("slice", axis, a.shape(), location);
             let len = a.shape()[axis];
             let start = match range.start_bound() {
                 Bound::Included(&s) => s,
@@ -209,14 +209,15 @@ impl<'t, F: Scalar> Var<'t, F> {
         let first = *vars
             .first()
             .unwrap_or_else(|| panic!("concat: no values to join (at {location})"));
+        // Outside any closure, so the panic names the caller's location.
+        for v in vars {
+            same_tape("concat", first, *v);
+        }
         let value = {
             let nodes = first.tape.nodes.borrow();
             let views: Vec<_> = vars
                 .iter()
-                .map(|v| {
-                    same_tape("concat", first, *v);
-                    nodes[v.index as usize].value.view()
-                })
+                .map(|v| nodes[v.index as usize].value.view())
                 .collect();
             check_axis("concat", axis, views[0].shape());
             ndarray::concatenate(Axis(axis), &views).unwrap_or_else(|_| {
@@ -279,7 +280,7 @@ impl<'t, F: Scalar> Var<'t, F> {
         let location = Location::caller();
         let index = index.view().into_dyn().as_standard_layout().into_owned();
         let value = self.tape.with_value(self.index, |a| {
-            check_axis("gather", axis, a.shape());
+            check_axis_at("gather", axis, a.shape(), location);
             let fits = index.ndim() == a.ndim()
                 && (0..a.ndim()).all(|d| d == axis || index.shape()[d] == a.shape()[d]);
             assert!(

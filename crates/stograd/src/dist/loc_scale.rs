@@ -1,0 +1,622 @@
+//! The location-scale family: one generic type `LocScale<B>` over a standard base noise `B`.
+//!
+//! `z = loc + scale·ε` with `ε ~ B`, computed with a fused multiply-add. Every property follows
+//! from the base:
+//!
+//! - `log q(x) = log p_B((x − loc)/scale) − ln scale`
+//! - `E[z] = loc + scale·E[ε]`, `Var[z] = scale²·Var[ε]`, `H[z] = H[ε] + ln scale`
+//!
+//! | alias | base `ε` | `E[ε]` | `Var[ε]` | `H[ε]` |
+//! |---|---|---|---|---|
+//! | [`Normal`] | `N(0, 1)` | 0 | 1 | `½ ln(2πe)` |
+//! | [`Laplace`] | density `½e^{−|u|}` | 0 | 2 | `1 + ln 2` |
+//! | [`Logistic`] | density `e^{−u}/(1 + e^{−u})²` | 0 | `π²/3` | 2 |
+//! | [`Cauchy`] | density `1/(π(1 + u²))` | — | — | `ln 4π` |
+//! | [`Uniform`] | `U(−1, 1)` | 0 | `1/3` | `ln 2` |
+//! | [`Exponential`] | `Exp(1)` | 1 | 1 | 1 |
+//!
+//! `log_prob` is one fused op: with `u = (x − loc)/scale` and the base score
+//! `φ'(u) = d/du log p_B(u)`, the gradients are `∂/∂x = φ'(u)/scale`, `∂/∂loc = −φ'(u)/scale`
+//! and `∂/∂scale = −(φ'(u)·u + 1)/scale`.
+
+use std::f64::consts::PI;
+use std::marker::PhantomData;
+use std::panic::Location;
+
+use ndarray::{ArrayD, Dimension, Zip};
+use rand::{Rng, RngExt};
+use rand_distr::{Exp1, Open01, StandardNormal};
+use smallvec::smallvec;
+
+use super::{Constraint, Distribution, Family, broadcast_params, check_noise, check_param};
+use crate::broadcast::{broadcast_shape, sum_to};
+use crate::ops::{Backward, InputGrads, Op, broadcast_view, standard};
+use crate::tape::same_tape;
+use crate::{Error, Result, Scalar, Var};
+
+/// A standard base distribution for [`LocScale`]: parameter-free noise `ε`.
+///
+/// Implement it to add a location-scale family; every `LocScale` method then works.
+pub trait Base: Copy + Send + Sync + 'static {
+    /// The family's name, e.g. `"Normal"`.
+    const NAME: &'static str;
+    /// Whether `ε` and `−ε` have the same distribution (antithetic sampling needs it).
+    const SYMMETRIC: bool;
+    /// `E[ε]`, or `None` where it does not exist.
+    const MEAN: Option<f64>;
+    /// `Var[ε]`, or `None` where it does not exist.
+    const VARIANCE: Option<f64>;
+    /// The differential entropy `H[ε]`.
+    const ENTROPY: f64;
+
+    /// One draw of `ε`.
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64;
+    /// `log p(u)`, `−∞` outside the support.
+    fn log_density<F: Scalar>(u: F) -> F;
+    /// `d/du log p(u)` (0 outside the support).
+    fn score<F: Scalar>(u: F) -> F;
+    /// `P(ε ≤ u)`.
+    fn cdf(u: f64) -> f64;
+
+    /// The analytic-KL family of `LocScale<Self>` (only the normal has one registered).
+    fn family<'t, F: Scalar>(loc: Var<'t, F>, scale: Var<'t, F>) -> Family<'t, F> {
+        let _ = (loc, scale);
+        Family::Other
+    }
+}
+
+/// `ε ~ N(0, 1)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormalNoise;
+
+/// `ε` with density `½e^{−|u|}`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LaplaceNoise;
+
+/// `ε` with density `e^{−u}/(1 + e^{−u})²`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogisticNoise;
+
+/// `ε` with density `1/(π(1 + u²))`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CauchyNoise;
+
+/// `ε ~ U(−1, 1)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UniformNoise;
+
+/// `ε ~ Exp(1)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExponentialNoise;
+
+fn open01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    rng.sample(Open01)
+}
+
+fn c<F: Scalar>(x: f64) -> F {
+    F::from_f64(x)
+}
+
+impl Base for NormalNoise {
+    const NAME: &'static str = "Normal";
+    const SYMMETRIC: bool = true;
+    const MEAN: Option<f64> = Some(0.0);
+    const VARIANCE: Option<f64> = Some(1.0);
+    // ½ ln(2πe)
+    const ENTROPY: f64 = 1.418_938_533_204_672_7;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        rng.sample(StandardNormal)
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        // −½u² − ½ ln 2π
+        c::<F>(-0.5) * u * u - c(0.918_938_533_204_672_8)
+    }
+    fn score<F: Scalar>(u: F) -> F {
+        -u
+    }
+    fn cdf(u: f64) -> f64 {
+        0.5 * libm::erfc(-u / std::f64::consts::SQRT_2)
+    }
+    fn family<'t, F: Scalar>(loc: Var<'t, F>, scale: Var<'t, F>) -> Family<'t, F> {
+        Family::Normal { loc, scale }
+    }
+}
+
+impl Base for LaplaceNoise {
+    const NAME: &'static str = "Laplace";
+    const SYMMETRIC: bool = true;
+    const MEAN: Option<f64> = Some(0.0);
+    const VARIANCE: Option<f64> = Some(2.0);
+    // 1 + ln 2
+    const ENTROPY: f64 = 1.693_147_180_559_945_3;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        // inverse CDF of a uniform on (−½, ½)
+        let v = open01(rng) - 0.5;
+        -v.signum() * (-2.0 * v.abs()).ln_1p()
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        -u.abs() - c(std::f64::consts::LN_2)
+    }
+    fn score<F: Scalar>(u: F) -> F {
+        if u > F::zero() {
+            -F::one()
+        } else if u < F::zero() {
+            F::one()
+        } else {
+            F::zero()
+        }
+    }
+    fn cdf(u: f64) -> f64 {
+        if u < 0.0 {
+            0.5 * u.exp()
+        } else {
+            1.0 - 0.5 * (-u).exp()
+        }
+    }
+}
+
+impl Base for LogisticNoise {
+    const NAME: &'static str = "Logistic";
+    const SYMMETRIC: bool = true;
+    const MEAN: Option<f64> = Some(0.0);
+    const VARIANCE: Option<f64> = Some(PI * PI / 3.0);
+    const ENTROPY: f64 = 2.0;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        let p = open01(rng);
+        p.ln() - (-p).ln_1p()
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        // −u − 2 ln(1 + e^{−u}) = −|u| − 2 log1p(e^{−|u|}) (symmetric, no overflow)
+        let a = u.abs();
+        -a - c::<F>(2.0) * (-a).exp().ln_1p()
+    }
+    fn score<F: Scalar>(u: F) -> F {
+        // 1 − 2σ(u) = −tanh(u/2)
+        -(u * c(0.5)).tanh()
+    }
+    fn cdf(u: f64) -> f64 {
+        1.0 / (1.0 + (-u).exp())
+    }
+}
+
+impl Base for CauchyNoise {
+    const NAME: &'static str = "Cauchy";
+    const SYMMETRIC: bool = true;
+    const MEAN: Option<f64> = None;
+    const VARIANCE: Option<f64> = None;
+    // ln 4π
+    const ENTROPY: f64 = 2.531_024_246_969_290_7;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        (PI * (open01(rng) - 0.5)).tan()
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        -(u * u).ln_1p() - c(PI.ln())
+    }
+    fn score<F: Scalar>(u: F) -> F {
+        c::<F>(-2.0) * u / (F::one() + u * u)
+    }
+    fn cdf(u: f64) -> f64 {
+        0.5 + u.atan() / PI
+    }
+}
+
+impl Base for UniformNoise {
+    const NAME: &'static str = "Uniform";
+    const SYMMETRIC: bool = true;
+    const MEAN: Option<f64> = Some(0.0);
+    const VARIANCE: Option<f64> = Some(1.0 / 3.0);
+    const ENTROPY: f64 = std::f64::consts::LN_2;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        2.0 * open01(rng) - 1.0
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        if u.abs() <= F::one() {
+            -c::<F>(std::f64::consts::LN_2)
+        } else {
+            F::neg_infinity()
+        }
+    }
+    fn score<F: Scalar>(_: F) -> F {
+        F::zero()
+    }
+    fn cdf(u: f64) -> f64 {
+        ((u + 1.0) / 2.0).clamp(0.0, 1.0)
+    }
+}
+
+impl Base for ExponentialNoise {
+    const NAME: &'static str = "Exponential";
+    const SYMMETRIC: bool = false;
+    const MEAN: Option<f64> = Some(1.0);
+    const VARIANCE: Option<f64> = Some(1.0);
+    const ENTROPY: f64 = 1.0;
+    fn draw<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+        rng.sample(Exp1)
+    }
+    fn log_density<F: Scalar>(u: F) -> F {
+        if u >= F::zero() {
+            -u
+        } else {
+            F::neg_infinity()
+        }
+    }
+    fn score<F: Scalar>(u: F) -> F {
+        if u >= F::zero() { -F::one() } else { F::zero() }
+    }
+    fn cdf(u: f64) -> f64 {
+        if u <= 0.0 { 0.0 } else { -(-u).exp_m1() }
+    }
+}
+
+/// The distribution of `loc + scale·ε` for a standard base noise `ε ~ B`, elementwise with
+/// NumPy broadcasting between `loc` and `scale` (their broadcast shape is the batch shape).
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// use stograd::dist::{Distribution, Normal};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let loc = tape.variable(array![0.0, 1.0]);
+/// let scale = tape.variable(array![1.0, 2.0]);
+/// let q = Normal::new(loc, scale)?;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let z = tape.sample(&q, &mut rng); // pathwise: z = loc + scale·ε
+/// let grads = z.square().sum().backward()?;
+/// // ∂/∂loc Σ z² = 2z
+/// assert_eq!(grads.wrt(loc).unwrap(), &(z.value() * 2.0));
+/// // N(0, 1) at 0: −½ ln 2π
+/// let lp = q.log_prob(tape.constant(array![0.0, 1.0])).value();
+/// assert!((lp[0] + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
+/// # Ok::<(), stograd::Error>(())
+/// ```
+pub struct LocScale<'t, F: Scalar, B: Base> {
+    loc: Var<'t, F>,
+    scale: Var<'t, F>,
+    batch_shape: Vec<usize>,
+    base: PhantomData<B>,
+}
+
+/// `N(loc, scale²)`. PyTorch: `torch.distributions.Normal`.
+pub type Normal<'t, F> = LocScale<'t, F, NormalNoise>;
+/// Laplace with location `loc` and scale `scale`. PyTorch: `torch.distributions.Laplace`.
+pub type Laplace<'t, F> = LocScale<'t, F, LaplaceNoise>;
+/// Logistic with location `loc` and scale `scale`.
+pub type Logistic<'t, F> = LocScale<'t, F, LogisticNoise>;
+/// Cauchy with location `loc` and scale `scale`. PyTorch: `torch.distributions.Cauchy`.
+pub type Cauchy<'t, F> = LocScale<'t, F, CauchyNoise>;
+/// Uniform on `[low, high]`. PyTorch: `torch.distributions.Uniform`.
+pub type Uniform<'t, F> = LocScale<'t, F, UniformNoise>;
+/// Exponential with rate `rate`. PyTorch: `torch.distributions.Exponential`.
+pub type Exponential<'t, F> = LocScale<'t, F, ExponentialNoise>;
+
+/// Bases whose natural parameters are a location and a scale.
+pub trait Standard: Base {}
+impl Standard for NormalNoise {}
+impl Standard for LaplaceNoise {}
+impl Standard for LogisticNoise {}
+impl Standard for CauchyNoise {}
+
+impl<'t, F: Scalar, B: Base> LocScale<'t, F, B> {
+    /// `loc + scale·ε` for any base.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
+    /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    pub fn from_loc_scale(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
+        same_tape(B::NAME, loc, scale);
+        check_param(B::NAME, "loc", loc, Constraint::Finite)?;
+        check_param(B::NAME, "scale", scale, Constraint::Positive)?;
+        let batch_shape = broadcast_params(B::NAME, "loc and scale", &loc.shape(), &scale.shape())?;
+        Ok(LocScale {
+            loc,
+            scale,
+            batch_shape,
+            base: PhantomData,
+        })
+    }
+
+    /// The location.
+    pub fn loc(&self) -> Var<'t, F> {
+        self.loc
+    }
+
+    /// The scale.
+    pub fn scale(&self) -> Var<'t, F> {
+        self.scale
+    }
+
+    /// `P(X ≤ x)` at the parameters' current values, elementwise (no gradient).
+    ///
+    /// # Panics
+    /// If `x` does not broadcast against the batch shape.
+    #[track_caller]
+    pub fn cdf(&self, x: &ArrayD<F>) -> ArrayD<F> {
+        let loc = self.loc.value();
+        let scale = self.scale.value();
+        let shape = broadcast_shape(x.shape(), &self.batch_shape).unwrap_or_else(|| {
+            panic!(
+                "{}::cdf: x {:?} does not fit batch shape {:?}",
+                B::NAME,
+                x.shape(),
+                self.batch_shape
+            )
+        });
+        let view = |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
+        Zip::from(&view(x))
+            .and(&view(&loc))
+            .and(&view(&scale))
+            .map_collect(|&x, &l, &s| F::from_f64(B::cdf(((x - l) / s).as_f64())))
+    }
+
+    /// Broadcasts a parameter-derived value to the batch shape.
+    fn to_batch(&self, v: Var<'t, F>) -> Var<'t, F> {
+        if v.shape() == self.batch_shape {
+            v
+        } else {
+            v.broadcast_to(&self.batch_shape)
+        }
+    }
+}
+
+impl<'t, F: Scalar, B: Standard> LocScale<'t, F, B> {
+    /// The distribution with location `loc` and scale `scale` (broadcast together).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
+    /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    pub fn new(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
+        Self::from_loc_scale(loc, scale)
+    }
+}
+
+impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
+    /// Uniform on `[low, high]`: `loc = (low + high)/2`, `scale = (high − low)/2`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if a bound is not finite or `high ≤ low` somewhere;
+    /// [`Error::IncompatibleShapes`] if the bounds do not broadcast together.
+    pub fn new(low: Var<'t, F>, high: Var<'t, F>) -> Result<Self> {
+        same_tape("Uniform", low, high);
+        check_param("Uniform", "low", low, Constraint::Finite)?;
+        check_param("Uniform", "high", high, Constraint::Finite)?;
+        let shape = broadcast_params("Uniform", "low and high", &low.shape(), &high.shape())?;
+        let (lo, hi) = (low.value(), high.value());
+        let (lo, hi) = (
+            lo.broadcast(shape.as_slice()).expect("checked"),
+            hi.broadcast(shape.as_slice()).expect("checked"),
+        );
+        if let Some(((index, _), &h)) = lo
+            .indexed_iter()
+            .zip(hi.iter())
+            .find(|((_, l), h)| **h <= **l)
+        {
+            return Err(Error::InvalidParameter {
+                distribution: "Uniform",
+                param: "high",
+                constraint: "greater than low",
+                value: h.as_f64(),
+                index: index.slice().to_vec(),
+            });
+        }
+        let loc = (low + high) * F::from_f64(0.5);
+        let scale = (high - low) * F::from_f64(0.5);
+        Ok(LocScale {
+            loc,
+            scale,
+            batch_shape: shape,
+            base: PhantomData,
+        })
+    }
+
+    /// The lower bound `loc − scale`.
+    pub fn low(&self) -> Var<'t, F> {
+        self.loc - self.scale
+    }
+
+    /// The upper bound `loc + scale`.
+    pub fn high(&self) -> Var<'t, F> {
+        self.loc + self.scale
+    }
+}
+
+impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
+    /// Exponential with rate `rate` (mean `1/rate`): `loc = 0`, `scale = 1/rate`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `rate` is not positive and finite.
+    pub fn new(rate: Var<'t, F>) -> Result<Self> {
+        check_param("Exponential", "rate", rate, Constraint::Positive)?;
+        let loc = rate.tape().scalar(F::zero());
+        Ok(LocScale {
+            loc,
+            scale: rate.recip(),
+            batch_shape: rate.shape(),
+            base: PhantomData,
+        })
+    }
+
+    /// The rate `1/scale`.
+    pub fn rate(&self) -> Var<'t, F> {
+        self.scale.recip()
+    }
+}
+
+impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
+    fn name(&self) -> &'static str {
+        B::NAME
+    }
+
+    fn batch_shape(&self) -> &[usize] {
+        &self.batch_shape
+    }
+
+    fn event_shape(&self) -> &[usize] {
+        &[]
+    }
+
+    fn params(&self) -> Vec<Var<'t, F>> {
+        vec![self.loc, self.scale]
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+        let eps =
+            ArrayD::from_shape_simple_fn(self.batch_shape.as_slice(), || F::from_f64(B::draw(rng)));
+        let (loc, scale) = (self.loc.value(), self.scale.value());
+        let shape = self.batch_shape.as_slice();
+        Zip::from(&eps)
+            .and_broadcast(&scale.broadcast(shape).expect("batch shape"))
+            .and_broadcast(&loc.broadcast(shape).expect("batch shape"))
+            .map_collect(|&e, &s, &l| e.mul_add(s, l))
+    }
+
+    #[track_caller]
+    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        LogProbOp {
+            name: B::NAME,
+            log_density: B::log_density::<F>,
+            score: B::score::<F>,
+        }
+        .record(x, self.loc, self.scale, Location::caller())
+    }
+
+    fn entropy(&self) -> Result<Var<'t, F>> {
+        Ok(self.to_batch(self.scale.log() + F::from_f64(B::ENTROPY)))
+    }
+
+    fn mean(&self) -> Result<Var<'t, F>> {
+        let m = B::MEAN.ok_or(Error::Undefined {
+            distribution: B::NAME,
+            quantity: "mean",
+            reason: "the defining integral diverges",
+        })?;
+        Ok(self.to_batch(if m == 0.0 {
+            self.loc
+        } else {
+            self.scale * F::from_f64(m) + self.loc
+        }))
+    }
+
+    fn variance(&self) -> Result<Var<'t, F>> {
+        let v = B::VARIANCE.ok_or(Error::Undefined {
+            distribution: B::NAME,
+            quantity: "variance",
+            reason: "the defining integral diverges",
+        })?;
+        Ok(self.to_batch(self.scale.square() * F::from_f64(v)))
+    }
+
+    fn symmetric_noise(&self) -> bool {
+        B::SYMMETRIC
+    }
+
+    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+        Ok(ArrayD::from_shape_simple_fn(
+            self.batch_shape.as_slice(),
+            || F::from_f64(B::draw(rng)),
+        ))
+    }
+
+    #[track_caller]
+    fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        check_noise(noise, self.batch_shape.clone())?;
+        Ok(noise.mul_add(self.scale, self.loc))
+    }
+
+    fn has_rsample(&self) -> bool {
+        true
+    }
+
+    fn family(&self) -> Family<'t, F> {
+        B::family(self.loc, self.scale)
+    }
+}
+
+/// The fused `log q(x)` of a location-scale distribution; inputs `[x, loc, scale]`.
+#[derive(Clone, Copy)]
+pub(crate) struct LogProbOp<F> {
+    name: &'static str,
+    log_density: fn(F) -> F,
+    score: fn(F) -> F,
+}
+
+impl<F: Scalar> LogProbOp<F> {
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    #[track_caller]
+    fn record<'t>(
+        self,
+        x: Var<'t, F>,
+        loc: Var<'t, F>,
+        scale: Var<'t, F>,
+        location: &'static Location<'static>,
+    ) -> Var<'t, F> {
+        same_tape(self.name, x, loc);
+        let value = {
+            let nodes = x.tape.nodes.borrow();
+            let (xv, lv, sv) = (
+                &nodes[x.index as usize].value,
+                &nodes[loc.index as usize].value,
+                &nodes[scale.index as usize].value,
+            );
+            let shape = broadcast_shape(xv.shape(), lv.shape())
+                .and_then(|s| broadcast_shape(&s, sv.shape()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}::log_prob: value {:?} does not broadcast against loc {:?} and scale {:?} (at {location})",
+                        self.name,
+                        xv.shape(),
+                        lv.shape(),
+                        sv.shape()
+                    )
+                });
+            let f = self.log_density;
+            if xv.shape() == shape && lv.shape() == shape && sv.shape() == shape {
+                crate::ops::zip3(xv, lv, sv, |x, l, s| f((x - l) / s) - s.ln())
+            } else {
+                let view =
+                    |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
+                crate::ops::zip3(&view(xv), &view(lv), &view(sv), |x, l, s| {
+                    f((x - l) / s) - s.ln()
+                })
+            }
+        };
+        let parents = smallvec![x.index, loc.index, scale.index];
+        x.tape.push(Op::LogProb(self), parents, value, location)
+    }
+
+    pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
+        let (x, l, s, g) = (b.inputs[0], b.inputs[1], b.inputs[2], b.grad);
+        let shape = g.shape();
+        let view = |a| broadcast_view(a, shape);
+        let score = self.score;
+        // ∂/∂x = g φ'(u)/s; ∂/∂loc = −∂/∂x; ∂/∂scale = −g (φ'(u) u + 1)/s
+        let dx = standard(
+            Zip::from(g)
+                .and(view(x))
+                .and(view(l))
+                .and(view(s))
+                .map_collect(|&g, &x, &l, &s| g * score((x - l) / s) / s),
+        );
+        let ds = b.needs[2].then(|| {
+            let per = Zip::from(g)
+                .and(view(x))
+                .and(view(l))
+                .and(view(s))
+                .map_collect(|&g, &x, &l, &s| {
+                    let u = (x - l) / s;
+                    -g * (score(u) * u + F::one()) / s
+                });
+            sum_to(&standard(per), s.shape())
+        });
+        smallvec![
+            b.needs[0].then(|| sum_to(&dx, x.shape())),
+            b.needs[1].then(|| sum_to(&dx.mapv(|v| -v), l.shape())),
+            ds,
+        ]
+    }
+}

@@ -1,0 +1,254 @@
+//! Probability distributions whose parameters are [`Var`]s, so gradients reach them.
+//!
+//! | family | types | pathwise `rsample` |
+//! |---|---|---|
+//! | [location-scale](loc_scale) | [`Normal`], [`Laplace`], [`Logistic`], [`Cauchy`], [`Uniform`], [`Exponential`] | yes: `loc + scale·ε` |
+//! | [multivariate normal](mvn) | [`MultivariateNormal`] (`scale_tril`), [`LowRankMultivariateNormal`] (`cov_factor`, `cov_diag`) | yes |
+//! | [discrete](discrete) | [`Bernoulli`], [`Categorical`], [`OneHotCategorical`] | no |
+//! | [relaxed](relaxed) | [`RelaxedBernoulli`], [`RelaxedOneHotCategorical`] (Gumbel-softmax) | yes |
+//!
+//! Shapes follow PyTorch: a distribution has a *batch shape* (independent copies) and an
+//! *event shape* (the shape of one draw: `[]` for scalars, `[d]` for a `d`-dimensional
+//! normal, `[K]` for a one-hot vector). A draw has shape `batch ++ event` and `log_prob`
+//! returns one value per batch element. The leading batch axis is the *plate* along which
+//! score-function estimators assign credit row by row.
+//!
+//! Constructors validate their parameters and return [`Error`](crate::Error) naming the
+//! parameter and the first bad value; no NaN leaks out of a constructor.
+
+pub mod kl;
+pub mod loc_scale;
+
+use ndarray::{ArrayD, Dimension};
+use rand::Rng;
+
+pub use loc_scale::{Cauchy, Exponential, Laplace, LocScale, Logistic, Normal, Uniform};
+
+use crate::{Error, Result, Scalar, Var};
+
+/// A distribution over arrays, with parameters recorded on a tape.
+///
+/// `sample` draws without gradient; `rsample` (where the distribution is reparameterizable)
+/// returns a draw `z = T_θ(ε)` through which gradients flow to the parameters. Put draws on
+/// a tape with [`Tape::sample`](crate::Tape::sample) or
+/// [`Tape::sample_with`](crate::Tape::sample_with), which also record the estimator.
+pub trait Distribution<'t, F: Scalar> {
+    /// The family's name, e.g. `"Normal"`, for messages.
+    fn name(&self) -> &'static str;
+
+    /// The shape of independent copies; the leading axis is the plate (batch) axis.
+    fn batch_shape(&self) -> &[usize];
+
+    /// The shape of a single draw of one copy.
+    fn event_shape(&self) -> &[usize];
+
+    /// The parameters as recorded on the tape (a score-function sample node keeps them as its
+    /// inputs, so the tape knows what the draw depends on).
+    fn params(&self) -> Vec<Var<'t, F>>;
+
+    /// A draw of shape `batch ++ event`, without gradient.
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F>;
+
+    /// `log q(x)`, one value per batch element (shape `batch_shape`).
+    ///
+    /// # Panics
+    /// If `x`'s shape does not broadcast against `batch ++ event`.
+    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F>;
+
+    /// The differential (or Shannon) entropy, shape `batch_shape`.
+    ///
+    /// # Errors
+    /// [`Error::Undefined`] where no closed form exists.
+    fn entropy(&self) -> Result<Var<'t, F>>;
+
+    /// The mean, shape `batch ++ event`.
+    ///
+    /// # Errors
+    /// [`Error::Undefined`] where the mean does not exist (Cauchy) or has no closed form.
+    fn mean(&self) -> Result<Var<'t, F>>;
+
+    /// The variance of each coordinate, shape `batch ++ event`.
+    ///
+    /// # Errors
+    /// [`Error::Undefined`] where the variance does not exist or has no closed form.
+    fn variance(&self) -> Result<Var<'t, F>>;
+
+    /// Whether the base noise `ε` is symmetric about 0 (`ε` and `−ε` equally likely), which
+    /// antithetic sampling needs.
+    fn symmetric_noise(&self) -> bool {
+        false
+    }
+
+    /// Base noise `ε` for [`reparameterize`](Self::reparameterize), drawn from a fixed,
+    /// parameter-free distribution.
+    ///
+    /// # Errors
+    /// [`Error::NoPathwise`] for distributions that are not reparameterizable.
+    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+        let _ = rng;
+        Err(Error::NoPathwise {
+            distribution: self.name(),
+        })
+    }
+
+    /// The draw `z = T_θ(ε)` for given base noise (a constant on the same tape), so that
+    /// gradients flow to the parameters. Holding `ε` fixed makes `z` a deterministic function
+    /// of the parameters, which is how pathwise gradients are checked by finite differences.
+    ///
+    /// # Errors
+    /// [`Error::NoPathwise`] for distributions that are not reparameterizable;
+    /// [`Error::ShapeMismatch`] when `noise` has the wrong shape.
+    fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _ = noise;
+        Err(Error::NoPathwise {
+            distribution: self.name(),
+        })
+    }
+
+    /// A reparameterized draw: [`noise`](Self::noise) then
+    /// [`reparameterize`](Self::reparameterize).
+    ///
+    /// # Errors
+    /// [`Error::NoPathwise`] for distributions that are not reparameterizable.
+    fn rsample<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+        let noise = self.noise(rng)?;
+        let tape = self
+            .params()
+            .first()
+            .expect("a distribution has parameters")
+            .tape();
+        self.reparameterize(tape.constant(noise))
+    }
+
+    /// Whether [`rsample`](Self::rsample) exists.
+    fn has_rsample(&self) -> bool {
+        false
+    }
+
+    /// The family and parameters that [`kl::kl_divergence`] dispatches on.
+    fn family(&self) -> Family<'t, F> {
+        Family::Other
+    }
+}
+
+/// What the analytic KL table needs to know about a distribution: its family and parameters.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Family<'t, F: Scalar> {
+    /// A normal distribution with elementwise `loc` and `scale`.
+    Normal {
+        /// The mean.
+        loc: Var<'t, F>,
+        /// The standard deviation.
+        scale: Var<'t, F>,
+    },
+    /// A multivariate normal given by its Cholesky factor.
+    MultivariateNormal {
+        /// The mean, `[.., d]`.
+        loc: Var<'t, F>,
+        /// `L` with `Σ = L Lᵀ`, `[.., d, d]`.
+        scale_tril: Var<'t, F>,
+    },
+    /// A multivariate normal with covariance `D + U Uᵀ`.
+    LowRankMultivariateNormal {
+        /// The mean, `[.., d]`.
+        loc: Var<'t, F>,
+        /// `U`, `[.., d, r]`.
+        cov_factor: Var<'t, F>,
+        /// The diagonal of `D`, `[.., d]`.
+        cov_diag: Var<'t, F>,
+    },
+    /// A Bernoulli distribution.
+    Bernoulli {
+        /// Log-odds.
+        logits: Var<'t, F>,
+    },
+    /// A categorical distribution over the last axis (also one-hot categorical).
+    Categorical {
+        /// Normalized log-probabilities, `[.., K]`.
+        logits: Var<'t, F>,
+    },
+    /// No analytic KL is registered.
+    Other,
+}
+
+/// A parameter's constraint, checked elementwise at construction.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Constraint {
+    Finite,
+    Positive,
+    UnitInterval,
+}
+
+impl Constraint {
+    fn holds<F: Scalar>(self, v: F) -> bool {
+        match self {
+            Constraint::Finite => v.is_finite(),
+            Constraint::Positive => v.is_finite() && v > F::zero(),
+            Constraint::UnitInterval => v >= F::zero() && v <= F::one(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Constraint::Finite => "finite",
+            Constraint::Positive => "positive and finite",
+            Constraint::UnitInterval => "in [0, 1]",
+        }
+    }
+}
+
+/// Checks every element of a parameter against its constraint.
+pub(crate) fn check_param<F: Scalar>(
+    distribution: &'static str,
+    param: &'static str,
+    v: Var<'_, F>,
+    constraint: Constraint,
+) -> Result<()> {
+    v.with_value(
+        |a| match a.indexed_iter().find(|(_, x)| !constraint.holds(**x)) {
+            None => Ok(()),
+            Some((index, &value)) => Err(Error::InvalidParameter {
+                distribution,
+                param,
+                constraint: constraint.describe(),
+                value: value.as_f64(),
+                index: index.slice().to_vec(),
+            }),
+        },
+    )
+}
+
+/// The broadcast shape of two parameters.
+pub(crate) fn broadcast_params(
+    distribution: &'static str,
+    what: &'static str,
+    left: &[usize],
+    right: &[usize],
+) -> Result<Vec<usize>> {
+    crate::broadcast::broadcast_shape(left, right).ok_or_else(|| Error::IncompatibleShapes {
+        distribution,
+        what,
+        left: left.to_vec(),
+        right: right.to_vec(),
+    })
+}
+
+/// Checks that base noise has the shape a distribution draws.
+pub(crate) fn check_noise<F: Scalar>(noise: Var<'_, F>, expected: Vec<usize>) -> Result<()> {
+    let got = noise.shape();
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what: "base noise",
+            expected,
+            got,
+        })
+    }
+}
+
+/// `batch ++ event` as one shape.
+pub(crate) fn draw_shape(batch: &[usize], event: &[usize]) -> Vec<usize> {
+    batch.iter().chain(event).copied().collect()
+}

@@ -1,0 +1,73 @@
+//! Pathwise sample nodes, with plain or antithetic noise.
+
+use std::panic::Location;
+
+use ndarray::{ArrayD, Axis};
+use rand::Rng;
+
+use super::{Estimator, SampleKind, SampleOp, unsupported};
+use crate::dist::Distribution;
+use crate::{Result, Scalar, Tape, Var};
+
+/// Draws the noise, records it as a constant, runs the distribution's path and marks the end
+/// of the path as a sample node.
+pub(super) fn sample<'t, F, D, R>(
+    tape: &'t Tape<F>,
+    dist: &D,
+    rng: &mut R,
+    antithetic: bool,
+    location: &'static Location<'static>,
+) -> Result<Var<'t, F>>
+where
+    F: Scalar,
+    D: Distribution<'t, F>,
+    R: Rng + ?Sized,
+{
+    let noise = if antithetic {
+        antithetic_noise(dist, rng)?
+    } else {
+        dist.noise(rng)?
+    };
+    let noise = tape.constant(noise);
+    let path = dist.reparameterize(noise)?;
+    let op = SampleOp {
+        distribution: dist.name(),
+        kind: SampleKind::Pathwise { noise: noise.index },
+    };
+    Ok(tape.push_sample(op, path.index, location))
+}
+
+/// Noise whose second half along the leading axis is the negation of the first half.
+fn antithetic_noise<'t, F, D, R>(dist: &D, rng: &mut R) -> Result<ArrayD<F>>
+where
+    F: Scalar,
+    D: Distribution<'t, F>,
+    R: Rng + ?Sized,
+{
+    let estimator = Estimator::Antithetic;
+    if !dist.has_rsample() || !dist.symmetric_noise() {
+        return Err(unsupported(
+            &estimator,
+            dist.name(),
+            "antithetic pairs need a reparameterizable distribution with noise symmetric about 0"
+                .into(),
+        ));
+    }
+    let rows = dist.batch_shape().first().copied().unwrap_or(0);
+    if rows == 0 || rows % 2 == 1 {
+        return Err(unsupported(
+            &estimator,
+            dist.name(),
+            format!(
+                "the leading batch axis must have an even, non-zero length to pair rows; \
+                 the batch shape is {:?}",
+                dist.batch_shape()
+            ),
+        ));
+    }
+    let mut noise = dist.noise(rng)?;
+    let half = rows / 2;
+    let (first, mut second) = noise.view_mut().split_at(Axis(0), half);
+    second.zip_mut_with(&first, |s, &f| *s = -f);
+    Ok(noise)
+}
