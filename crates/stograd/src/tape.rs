@@ -54,6 +54,8 @@ pub struct Tape<F: Scalar> {
     detect_anomaly: Cell<bool>,
     /// Nodes whose forward value was non-finite while anomaly detection was on.
     nonfinite: RefCell<Vec<u32>>,
+    /// Whether a score-function sample was recorded (backward then adds surrogate terms).
+    has_score: Cell<bool>,
 }
 
 /// A handle to a value recorded on a [`Tape`]: copyable, cheap, and valid as long as the tape.
@@ -94,6 +96,7 @@ impl<F: Scalar> Tape<F> {
             nodes: RefCell::new(Vec::with_capacity(nodes)),
             detect_anomaly: Cell::new(false),
             nonfinite: RefCell::new(Vec::new()),
+            has_score: Cell::new(false),
         }
     }
 
@@ -198,6 +201,25 @@ impl<F: Scalar> Tape<F> {
         })
     }
 
+    /// Records an op whose output carries no gradient even though its inputs may (a
+    /// score-function draw, whose inputs are kept as edges only).
+    pub(crate) fn push_without_grad(
+        &self,
+        op: Op<F>,
+        parents: SmallVec<[u32; 2]>,
+        value: ArrayD<F>,
+        location: &'static Location<'static>,
+    ) -> Var<'_, F> {
+        self.has_score.set(true);
+        self.push_node(Node {
+            op,
+            parents,
+            value,
+            requires_grad: false,
+            location,
+        })
+    }
+
     fn push_node(&self, node: Node<F>) -> Var<'_, F> {
         let mut nodes = self.nodes.borrow_mut();
         let index = u32::try_from(nodes.len()).expect("a tape holds at most 2³² nodes");
@@ -214,8 +236,9 @@ impl<F: Scalar> Tape<F> {
     }
 
     /// The reverse sweep: seeds `∂root/∂root = 1` (all ones for a non-scalar root, which
-    /// differentiates the sum of its elements) and applies each node's backward rule in
-    /// reverse recording order, accumulating into its parents.
+    /// differentiates the sum of its elements), adds the score-function estimator's seeds, and
+    /// applies each node's backward rule in reverse recording order, accumulating into its
+    /// parents.
     fn backward(&self, root: u32) -> Result<Gradients<F>> {
         let nodes = self.nodes.borrow();
         let root = root as usize;
@@ -225,6 +248,17 @@ impl<F: Scalar> Tape<F> {
         let mut grads: Vec<Option<ArrayD<F>>> = (0..=root).map(|_| None).collect();
         if nodes[root].requires_grad {
             grads[root] = Some(ArrayD::ones(nodes[root].value.raw_dim()));
+        }
+        if self.has_score.get() {
+            // Seeds sit on `log q` and learned-baseline nodes, all recorded before the root.
+            for (node, seed) in crate::estimator::score_seeds(&nodes, root)? {
+                if nodes[node].requires_grad {
+                    match &mut grads[node] {
+                        Some(acc) => *acc += &seed,
+                        slot => *slot = Some(seed),
+                    }
+                }
+            }
         }
         for i in (0..=root).rev() {
             let node = &nodes[i];

@@ -120,6 +120,41 @@ pub trait Distribution<'t, F: Scalar> {
         self.reparameterize(tape.constant(noise))
     }
 
+    /// A straight-through draw: the hard (discrete) draw forward and, backward, the gradient
+    /// as if the draw were its mean: `z = hard + p − stop_grad(p)`.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedEstimator`] for distributions that are not Bernoulli or one-hot
+    /// categorical.
+    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+        let _ = rng;
+        Err(Error::UnsupportedEstimator {
+            estimator: "StraightThrough",
+            distribution: self.name(),
+            reason: "only Bernoulli and one-hot categorical draws have a straight-through form"
+                .into(),
+        })
+    }
+
+    /// A Gumbel-softmax (Concrete) draw at `temperature`; with `hard`, the forward value is the
+    /// discretized draw and the gradient the relaxed one's.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedEstimator`] for distributions without a Concrete relaxation.
+    fn gumbel_softmax<R: Rng + ?Sized>(
+        &self,
+        temperature: F,
+        hard: bool,
+        rng: &mut R,
+    ) -> Result<Var<'t, F>> {
+        let _ = (temperature, hard, rng);
+        Err(Error::UnsupportedEstimator {
+            estimator: "GumbelSoftmax",
+            distribution: self.name(),
+            reason: "only Bernoulli and categorical draws have a Concrete relaxation".into(),
+        })
+    }
+
     /// Whether [`rsample`](Self::rsample) exists.
     fn has_rsample(&self) -> bool {
         false

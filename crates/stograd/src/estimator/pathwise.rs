@@ -1,23 +1,20 @@
 //! Pathwise sample nodes, with plain or antithetic noise.
 
-use std::panic::Location;
-
 use ndarray::{ArrayD, Axis};
 use rand::Rng;
 
-use super::{Estimator, SampleKind, SampleOp, unsupported};
+use super::{Estimator, unsupported};
 use crate::dist::Distribution;
 use crate::{Result, Scalar, Tape, Var};
 
-/// Draws the noise, records it as a constant, runs the distribution's path and marks the end
-/// of the path as a sample node.
+/// Draws the noise, records it as a constant and runs the distribution's path; returns the
+/// path's end and the noise node.
 pub(super) fn sample<'t, F, D, R>(
     tape: &'t Tape<F>,
     dist: &D,
     rng: &mut R,
     antithetic: bool,
-    location: &'static Location<'static>,
-) -> Result<Var<'t, F>>
+) -> Result<(Var<'t, F>, u32)>
 where
     F: Scalar,
     D: Distribution<'t, F>,
@@ -29,12 +26,7 @@ where
         dist.noise(rng)?
     };
     let noise = tape.constant(noise);
-    let path = dist.reparameterize(noise)?;
-    let op = SampleOp {
-        distribution: dist.name(),
-        kind: SampleKind::Pathwise { noise: noise.index },
-    };
-    Ok(tape.push_sample(op, path.index, location))
+    Ok((dist.reparameterize(noise)?, noise.index))
 }
 
 /// Noise whose second half along the leading axis is the negation of the first half.
@@ -44,7 +36,7 @@ where
     D: Distribution<'t, F>,
     R: Rng + ?Sized,
 {
-    let estimator = Estimator::Antithetic;
+    let estimator = Estimator::<F>::Antithetic;
     if !dist.has_rsample() || !dist.symmetric_noise() {
         return Err(unsupported(
             &estimator,

@@ -47,8 +47,8 @@ pub(crate) enum Op<F: Scalar> {
     Nn(nn::NnOp),
     /// A distribution's fused `log_prob`.
     LogProb(crate::dist::loc_scale::LogProbOp<F>),
-    /// A draw from a distribution, with its estimator.
-    Sample(crate::estimator::SampleOp),
+    /// Sample nodes and surrogate markers.
+    Estimator(crate::estimator::EstimatorOp<F>),
 }
 
 /// What a backward rule reads: its inputs' values, its own output, the gradient of the loss
@@ -78,7 +78,7 @@ impl<F: Scalar> Op<F> {
             Op::Shape(op) => op.name(),
             Op::Nn(op) => op.name(),
             Op::LogProb(op) => op.name(),
-            Op::Sample(op) => op.name(),
+            Op::Estimator(op) => op.name(),
         }
     }
 
@@ -93,7 +93,32 @@ impl<F: Scalar> Op<F> {
             Op::Shape(op) => op.backward(b),
             Op::Nn(op) => op.backward(b),
             Op::LogProb(op) => op.backward(b),
-            Op::Sample(op) => op.backward(b),
+            Op::Estimator(op) => op.backward(b),
+        }
+    }
+}
+
+impl<F: Scalar> Op<F> {
+    /// Whether the op is linear in its inputs, so that the score-function credit assignment
+    /// can look through it to the terms of a cost.
+    pub(crate) fn is_linear(&self) -> bool {
+        use arith::ArithOp;
+        use unary::UnaryOp;
+        match self {
+            Op::Arith(op) => matches!(op, ArithOp::Add | ArithOp::Sub),
+            Op::Unary(op) => matches!(
+                op,
+                UnaryOp::Neg
+                    | UnaryOp::AddScalar(_)
+                    | UnaryOp::MulScalar(_)
+                    | UnaryOp::DivScalar(_)
+                    | UnaryOp::ScalarSub(_)
+            ),
+            Op::Reduce(op) => matches!(op, reduce::ReduceOp::Sum(_) | reduce::ReduceOp::Mean(_)),
+            Op::Shape(_) => true,
+            Op::Linalg(op) => matches!(op, linalg::LinalgOp::Transpose),
+            Op::Estimator(crate::estimator::EstimatorOp::Surrogate { .. }) => true,
+            Op::Leaf(_) | Op::Factor(_) | Op::Nn(_) | Op::LogProb(_) | Op::Estimator(_) => false,
         }
     }
 }
