@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Dimension};
 
-use crate::{Error, Result, Tape, Var};
+use crate::{Error, Result, Scalar, Tape, Var};
 
 /// How closely analytic and numeric gradients must agree, and the difference step.
 ///
@@ -142,4 +142,55 @@ fn weighted_sum<'t>(out: Var<'t, f64>) -> Var<'t, f64> {
         .collect();
     let w = ArrayD::from_shape_vec(shape, weights).expect("one weight per element");
     (out * out.tape().constant(w)).sum()
+}
+
+/// The fraction of elements where a pathwise draw loses its perturbation to rounding:
+/// `loc + scale·ε == loc` although `scale·ε ≠ 0`.
+///
+/// In floating point, `μ + σε` rounds back to `μ` when `|σε|` is below half a unit in the last
+/// place of `μ`; the draw is then constant in `σ` and the pathwise gradient through it is
+/// silently wrong. In `f32` this happens for `|σε/μ| ≲ 6e-8`. Compute in `f64`, or standardize
+/// so `loc` is near 0, when this fraction is not 0.
+///
+/// The three arrays broadcast together.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::check::absorption;
+///
+/// let loc = array![1.0e4f32, 1.0];
+/// let scale = array![1.0e-4f32, 1.0e-4];
+/// let eps = array![0.3f32, 0.3];
+/// // 1e4 + 3e-5 rounds to 1e4 in f32; 1 + 3e-5 does not
+/// assert_eq!(absorption(&loc.into_dyn(), &scale.into_dyn(), &eps.into_dyn()), 0.5);
+/// ```
+///
+/// # Panics
+/// If the shapes do not broadcast together.
+#[track_caller]
+pub fn absorption<F: Scalar>(loc: &ArrayD<F>, scale: &ArrayD<F>, eps: &ArrayD<F>) -> f64 {
+    let shape = crate::broadcast::broadcast_shape(loc.shape(), scale.shape())
+        .and_then(|s| crate::broadcast::broadcast_shape(&s, eps.shape()))
+        .unwrap_or_else(|| {
+            panic!(
+                "absorption: shapes {:?}, {:?} and {:?} do not broadcast together",
+                loc.shape(),
+                scale.shape(),
+                eps.shape()
+            )
+        });
+    let view = |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
+    let (l, s, e) = (view(loc), view(scale), view(eps));
+    let total = l.len();
+    if total == 0 {
+        return 0.0;
+    }
+    let lost = ndarray::Zip::from(&l)
+        .and(&s)
+        .and(&e)
+        .fold(0usize, |n, &l, &s, &e| {
+            n + usize::from(s * e != F::zero() && e.mul_add(s, l) == l)
+        });
+    lost as f64 / total as f64
 }

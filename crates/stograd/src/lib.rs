@@ -43,6 +43,7 @@
 
 pub mod broadcast;
 pub mod check;
+pub mod diagnostics;
 pub mod dist;
 mod error;
 pub mod estimator;

@@ -155,6 +155,20 @@ pub trait Distribution<'t, F: Scalar> {
         })
     }
 
+    /// Every value one batch element can take, stacked on a new leading axis:
+    /// `[values, batch.., event..]` (PyTorch's `enumerate_support`). Used by
+    /// [`exact_expectation`](crate::estimator::exact_expectation).
+    ///
+    /// # Errors
+    /// [`Error::Undefined`] for distributions without a finite support.
+    fn enumerate_support(&self) -> Result<ArrayD<F>> {
+        Err(Error::Undefined {
+            distribution: self.name(),
+            quantity: "finite support",
+            reason: "the distribution is not discrete with finitely many values",
+        })
+    }
+
     /// Whether [`rsample`](Self::rsample) exists.
     fn has_rsample(&self) -> bool {
         false

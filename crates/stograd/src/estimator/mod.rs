@@ -15,10 +15,12 @@
 //!   discretizes the forward value and keeps the relaxed gradient.
 
 mod baseline;
+mod exact;
 mod pathwise;
 mod score;
 
 pub use baseline::{Baseline, EmaBaseline};
+pub use exact::exact_expectation;
 
 use std::panic::Location;
 

@@ -1,0 +1,169 @@
+//! Tools for judging gradient estimators: repeated runs summarized as mean, standard error and
+//! variance per coordinate, with a tail check that warns when the variance looks infinite.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::{Error, Result};
+
+/// Tail indices below this mean the estimator's variance is infinite (a tail `P(|g| > x)
+/// ~ x^{−α}` has a finite second moment only for `α > 2`).
+pub const INFINITE_VARIANCE_TAIL: f64 = 2.0;
+
+/// A summary of `runs` independent draws of a gradient estimate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradientStats {
+    /// The number of runs.
+    pub runs: usize,
+    /// The mean gradient per coordinate.
+    pub mean: Vec<f64>,
+    /// The standard error of `mean`: `√(variance / runs)`.
+    pub std_error: Vec<f64>,
+    /// The sample variance (divisor `runs − 1`) per coordinate: the one-sample estimator's
+    /// variance.
+    pub variance: Vec<f64>,
+    /// The Hill estimate of the tail index `α` of `|g|` per coordinate, from the largest
+    /// `k = ⌈√runs⌉` values: `α̂ = k / Σᵢ₌₁ᵏ ln(X₍ᵢ₎ / X₍ₖ₊₁₎)` (∞ when the tail is flat).
+    pub tail_index: Vec<f64>,
+}
+
+impl GradientStats {
+    /// The coordinates whose tail index is below [`INFINITE_VARIANCE_TAIL`]: their variance
+    /// (and standard error) is not to be trusted, however many runs are made.
+    pub fn heavy_tailed(&self) -> Vec<usize> {
+        (0..self.tail_index.len())
+            .filter(|&i| self.tail_index[i] < INFINITE_VARIANCE_TAIL)
+            .collect()
+    }
+
+    /// One line per heavy-tailed coordinate, for printing.
+    pub fn warnings(&self) -> Vec<String> {
+        self.heavy_tailed()
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "coordinate {i}: tail index {:.2} < {INFINITE_VARIANCE_TAIL}: the gradient \
+                     variance looks infinite; its standard error is meaningless",
+                    self.tail_index[i]
+                )
+            })
+            .collect()
+    }
+
+    /// `|mean| / √variance` per coordinate: the signal-to-noise ratio of one draw.
+    pub fn snr(&self) -> Vec<f64> {
+        self.mean
+            .iter()
+            .zip(&self.variance)
+            .map(|(m, v)| m.abs() / v.sqrt())
+            .collect()
+    }
+}
+
+/// Runs a gradient estimator `runs` times on fresh noise and summarizes the draws.
+///
+/// `estimate` receives a generator seeded from `seed` (the same for the whole run, so results
+/// are reproducible) and returns one gradient as a flat vector of the same length every time.
+///
+/// # Example
+/// ```
+/// use rand::RngExt;
+/// use stograd::diagnostics::gradient_stats;
+///
+/// // a one-coordinate "estimator" with mean 1 and variance 1/3·4 = 4/3
+/// let stats = gradient_stats(20_000, 7, |rng| Ok(vec![1.0 + 2.0 * (rng.random::<f64>() - 0.5) * 2.0]))?;
+/// assert!((stats.mean[0] - 1.0).abs() < 4.0 * stats.std_error[0]);
+/// assert!(stats.heavy_tailed().is_empty());
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for fewer than 2 runs; [`Error::ShapeMismatch`] when a run
+/// returns a gradient of a different length; any error `estimate` returns.
+pub fn gradient_stats<E>(runs: usize, seed: u64, mut estimate: E) -> Result<GradientStats>
+where
+    E: FnMut(&mut StdRng) -> Result<Vec<f64>>,
+{
+    if runs < 2 {
+        return Err(Error::InvalidArgument {
+            name: "runs",
+            constraint: "at least 2",
+            value: runs as f64,
+        });
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let first = estimate(&mut rng)?;
+    let dim = first.len();
+    let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); dim];
+    let mut push = |g: Vec<f64>| -> Result<()> {
+        if g.len() != dim {
+            return Err(Error::ShapeMismatch {
+                what: "gradient estimate",
+                expected: vec![dim],
+                got: vec![g.len()],
+            });
+        }
+        draws.iter_mut().zip(g).for_each(|(d, v)| d.push(v));
+        Ok(())
+    };
+    push(first)?;
+    for _ in 1..runs {
+        push(estimate(&mut rng)?)?;
+    }
+
+    let n = runs as f64;
+    let mean: Vec<f64> = draws.iter().map(|d| d.iter().sum::<f64>() / n).collect();
+    let variance: Vec<f64> = draws
+        .iter()
+        .zip(&mean)
+        .map(|(d, m)| d.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0))
+        .collect();
+    let std_error = variance.iter().map(|v| (v / n).sqrt()).collect();
+    let tail_index = draws.iter().map(|d| hill_tail_index(d)).collect();
+    Ok(GradientStats {
+        runs,
+        mean,
+        std_error,
+        variance,
+        tail_index,
+    })
+}
+
+/// The Hill estimator of the tail index of `|x|` from its `⌈√n⌉` largest values.
+pub fn hill_tail_index(x: &[f64]) -> f64 {
+    let mut a: Vec<f64> = x.iter().map(|v| v.abs()).collect();
+    a.sort_by(|p, q| q.total_cmp(p));
+    let k = (a.len() as f64).sqrt().ceil() as usize;
+    if k + 1 > a.len() || a[k] <= 0.0 {
+        return f64::INFINITY;
+    }
+    let threshold = a[k];
+    let mean_log_excess = a[..k].iter().map(|v| (v / threshold).ln()).sum::<f64>() / k as f64;
+    if mean_log_excess > 0.0 {
+        1.0 / mean_log_excess
+    } else {
+        f64::INFINITY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, Pareto};
+
+    #[test]
+    fn hill_recovers_a_pareto_tail_index() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for alpha in [1.0, 1.5, 3.0] {
+            let x: Vec<f64> = (0..40_000)
+                .map(|_| Pareto::new(1.0, alpha).unwrap().sample(&mut rng))
+                .collect();
+            let est = super::hill_tail_index(&x);
+            // k = 200 order statistics: the estimator's relative standard error is 1/√k ≈ 7%
+            assert!(
+                (est - alpha).abs() < 4.0 * alpha / 200f64.sqrt(),
+                "α = {alpha}: {est}"
+            );
+        }
+    }
+}
