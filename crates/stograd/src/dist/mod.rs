@@ -16,13 +16,22 @@
 //! Constructors validate their parameters and return [`Error`](crate::Error) naming the
 //! parameter and the first bad value; no NaN leaks out of a constructor.
 
+pub mod discrete;
+mod gaussian;
 pub mod kl;
 pub mod loc_scale;
+pub mod low_rank;
+pub mod mvn;
+pub mod relaxed;
 
-use ndarray::{ArrayD, Dimension};
+use ndarray::ArrayD;
 use rand::Rng;
 
+pub use discrete::{Bernoulli, Categorical, OneHotCategorical};
 pub use loc_scale::{Cauchy, Exponential, Laplace, LocScale, Logistic, Normal, Uniform};
+pub use low_rank::LowRankMultivariateNormal;
+pub use mvn::MultivariateNormal;
+pub use relaxed::{RelaxedBernoulli, RelaxedOneHotCategorical};
 
 use crate::{Error, Result, Scalar, Var};
 
@@ -226,6 +235,7 @@ pub enum Family<'t, F: Scalar> {
 pub(crate) enum Constraint {
     Finite,
     Positive,
+    NonNegative,
     UnitInterval,
 }
 
@@ -234,6 +244,7 @@ impl Constraint {
         match self {
             Constraint::Finite => v.is_finite(),
             Constraint::Positive => v.is_finite() && v > F::zero(),
+            Constraint::NonNegative => v.is_finite() && v >= F::zero(),
             Constraint::UnitInterval => v >= F::zero() && v <= F::one(),
         }
     }
@@ -242,6 +253,7 @@ impl Constraint {
         match self {
             Constraint::Finite => "finite",
             Constraint::Positive => "positive and finite",
+            Constraint::NonNegative => "non-negative and finite",
             Constraint::UnitInterval => "in [0, 1]",
         }
     }
@@ -254,18 +266,30 @@ pub(crate) fn check_param<F: Scalar>(
     v: Var<'_, F>,
     constraint: Constraint,
 ) -> Result<()> {
-    v.with_value(
-        |a| match a.indexed_iter().find(|(_, x)| !constraint.holds(**x)) {
-            None => Ok(()),
-            Some((index, &value)) => Err(Error::InvalidParameter {
-                distribution,
-                param,
-                constraint: constraint.describe(),
-                value: value.as_f64(),
-                index: index.slice().to_vec(),
-            }),
-        },
-    )
+    let first_bad = |a: &ArrayD<F>| match a.as_slice() {
+        Some(s) => s.iter().position(|x| !constraint.holds(*x)),
+        None => a.iter().position(|x| !constraint.holds(*x)),
+    };
+    v.with_value(|a| match first_bad(a) {
+        None => Ok(()),
+        Some(flat) => Err(Error::InvalidParameter {
+            distribution,
+            param,
+            constraint: constraint.describe(),
+            value: a.iter().nth(flat).expect("found above").as_f64(),
+            index: unravel(flat, a.shape()),
+        }),
+    })
+}
+
+/// The multi-index of the `flat`-th element in row-major order.
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &len) in index.iter_mut().zip(shape).rev() {
+        *slot = flat % len;
+        flat /= len;
+    }
+    index
 }
 
 /// The broadcast shape of two parameters.

@@ -97,9 +97,13 @@ pub(crate) struct SampleOp<F: Scalar> {
 
 /// What a sample node needs at backward.
 pub(crate) enum SampleKind<F: Scalar> {
-    /// The only input is the path's output, through which the gradient flows unchanged;
-    /// `noise` is the node holding `ε` where there is one.
-    Path { noise: Option<u32> },
+    /// The end of a pathwise path: `inner` is the path's last op, whose backward rule the
+    /// node keeps; without one the node is an identity over the path's output. `noise` is the
+    /// node holding `ε` where there is one.
+    Path {
+        noise: Option<u32>,
+        inner: Option<Box<Op<F>>>,
+    },
     /// The inputs are the distribution's parameters (edges only: no path gradient);
     /// `log_prob` is the node of `log q(w)` that backward seeds with `Q_w − b_w`.
     Score {
@@ -120,7 +124,14 @@ impl<F: Scalar> EstimatorOp<F> {
     pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
         match self {
             EstimatorOp::Sample(SampleOp {
-                kind: SampleKind::Path { .. },
+                kind:
+                    SampleKind::Path {
+                        inner: Some(inner), ..
+                    },
+                ..
+            }) => inner.backward(b),
+            EstimatorOp::Sample(SampleOp {
+                kind: SampleKind::Path { inner: None, .. },
                 ..
             })
             | EstimatorOp::Surrogate { .. } => smallvec![Some(b.grad.clone())],
@@ -190,12 +201,9 @@ impl<F: Scalar> Tape<F> {
         R: Rng + ?Sized,
     {
         let location = Location::caller();
+        let start = self.len() as u32;
         let path = |path: Var<'t, F>, noise: Option<u32>| {
-            let op = SampleOp {
-                distribution: dist.name(),
-                kind: SampleKind::Path { noise },
-            };
-            self.push_marker(Op::Estimator(EstimatorOp::Sample(op)), path.index, location)
+            self.mark_sample(path, start, dist.name(), noise, location)
         };
         match estimator {
             Estimator::Pathwise => {
@@ -220,6 +228,40 @@ impl<F: Scalar> Tape<F> {
                     .map(|z| path(z, None))
             }
         }
+    }
+
+    /// Turns the last node of a sample's path into the sample node: its op becomes a sample
+    /// op wrapping the original (same value, same backward), so no copy is made. A path that
+    /// ends on a node recorded before `start` (a leaf, or a value the distribution already
+    /// held) gets an identity sample node over it instead.
+    fn mark_sample<'t>(
+        &'t self,
+        path: Var<'t, F>,
+        start: u32,
+        distribution: &'static str,
+        noise: Option<u32>,
+        location: &'static Location<'static>,
+    ) -> Var<'t, F> {
+        let wrap = path.index >= start
+            && !matches!(
+                self.nodes.borrow()[path.index as usize].op,
+                Op::Leaf(_) | Op::Estimator(_)
+            );
+        if !wrap {
+            let kind = SampleKind::Path { noise, inner: None };
+            let op = Op::Estimator(EstimatorOp::Sample(SampleOp { distribution, kind }));
+            return self.push_marker(op, path.index, location);
+        }
+        let mut nodes = self.nodes.borrow_mut();
+        let node = &mut nodes[path.index as usize];
+        let inner = std::mem::replace(&mut node.op, Op::Leaf(crate::ops::Leaf::Constant));
+        let kind = SampleKind::Path {
+            noise,
+            inner: Some(Box::new(inner)),
+        };
+        node.op = Op::Estimator(EstimatorOp::Sample(SampleOp { distribution, kind }));
+        node.location = location;
+        path
     }
 
     /// Records an identity node over `parent` (a copy of its value) with the given op.
@@ -265,7 +307,10 @@ impl<F: Scalar> Var<'_, F> {
         let nodes = self.tape.nodes.borrow();
         match &nodes[self.index as usize].op {
             Op::Estimator(EstimatorOp::Sample(SampleOp {
-                kind: SampleKind::Path { noise: Some(noise) },
+                kind:
+                    SampleKind::Path {
+                        noise: Some(noise), ..
+                    },
                 ..
             })) => Some(nodes[*noise as usize].value.clone()),
             _ => None,
