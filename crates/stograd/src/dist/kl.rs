@@ -7,13 +7,17 @@
 use ndarray::ArrayD;
 use rand::Rng;
 
+use super::gaussian::{Cov, gaussian_kl};
 use super::{Distribution, Family};
 use crate::broadcast::broadcast_shape;
 use crate::{Error, Result, Scalar, Var};
 
 /// The analytic `KL(p ‖ q)`, one value per batch element (batch shapes broadcast).
 ///
-/// Registered pairs: Normal–Normal.
+/// Registered pairs: Normal–Normal, Bernoulli–Bernoulli, Categorical–Categorical,
+/// OneHotCategorical–OneHotCategorical, and every pair of MultivariateNormal and
+/// LowRankMultivariateNormal (a low-rank `q` is inverted by Woodbury's identity, so no `d × d`
+/// inverse is formed for it).
 ///
 /// # Example
 /// ```
@@ -33,7 +37,8 @@ use crate::{Error, Result, Scalar, Var};
 /// # Errors
 /// [`Error::NoClosedFormKl`] naming the pair when no closed form is registered;
 /// [`Error::KlShapeMismatch`] with both shapes when the batch shapes do not broadcast or the
-/// event shapes differ.
+/// event shapes differ, or when two categorical distributions differ in their number of
+/// categories (then the shapes given are those of the logits, `batch ++ [K]`).
 pub fn kl_divergence<'t, F, P, Q>(p: &P, q: &Q) -> Result<Var<'t, F>>
 where
     F: Scalar,
@@ -45,6 +50,56 @@ where
         (Family::Normal { loc: mp, scale: sp }, Family::Normal { loc: mq, scale: sq }) => {
             Ok(normal_normal(mp, sp, mq, sq))
         }
+        (Family::Bernoulli { logits: a }, Family::Bernoulli { logits: b }) => {
+            Ok(bernoulli_bernoulli(a, b))
+        }
+        (Family::Categorical { logits: a }, Family::Categorical { logits: b }) => {
+            same_categories(p, q, a, b).map(|()| categorical_categorical(a, b))
+        }
+        (
+            Family::MultivariateNormal {
+                loc: mp,
+                scale_tril: lp,
+            },
+            Family::MultivariateNormal {
+                loc: mq,
+                scale_tril: lq,
+            },
+        ) => Ok(mvn_mvn(mp, lp, mq, lq)),
+        (
+            Family::MultivariateNormal {
+                loc: mp,
+                scale_tril: lp,
+            },
+            Family::LowRankMultivariateNormal {
+                loc: mq,
+                cov_factor: uq,
+                cov_diag: dq,
+            },
+        ) => mvn_low_rank(mp, lp, mq, uq, dq),
+        (
+            Family::LowRankMultivariateNormal {
+                loc: mp,
+                cov_factor: up,
+                cov_diag: dp,
+            },
+            Family::MultivariateNormal {
+                loc: mq,
+                scale_tril: lq,
+            },
+        ) => low_rank_mvn(mp, up, dp, mq, lq),
+        (
+            Family::LowRankMultivariateNormal {
+                loc: mp,
+                cov_factor: up,
+                cov_diag: dp,
+            },
+            Family::LowRankMultivariateNormal {
+                loc: mq,
+                cov_factor: uq,
+                cov_diag: dq,
+            },
+        ) => low_rank_low_rank(mp, up, dp, mq, uq, dq),
         _ => Err(Error::NoClosedFormKl {
             p: p.name(),
             q: q.name(),
@@ -82,6 +137,102 @@ fn normal_normal<'t, F: Scalar>(
     let ratio = (sp / sq).square();
     let shift = ((mp - mq) / sq).square();
     (ratio + shift - ratio.log() - F::one()) * F::from_f64(0.5)
+}
+
+// Gaussian pairs: KL = ½[tr(Σq⁻¹Σp) + δᵀΣq⁻¹δ − d + ln det Σq − ln det Σp], δ = μq − μp,
+// computed from the factors by `gaussian::gaussian_kl`.
+
+/// `½[‖Lq⁻¹Lp‖²_F + ‖Lq⁻¹δ‖² − d] + Σ ln (Lq)ᵢᵢ − Σ ln (Lp)ᵢᵢ`
+fn mvn_mvn<'t, F: Scalar>(
+    mp: Var<'t, F>,
+    lp: Var<'t, F>,
+    mq: Var<'t, F>,
+    lq: Var<'t, F>,
+) -> Var<'t, F> {
+    gaussian_kl(mp, Cov::tril(lp), mq, Cov::tril(lq))
+}
+
+/// Σq = Dq + UqUqᵀ by Woodbury: `tr(Σq⁻¹Σp) = Σᵢ (LpLpᵀ)ᵢᵢ/Dqᵢ − ‖Kq⁻¹ Wqᵀ Lp‖²_F` with
+/// `Wq = Dq⁻¹Uq`, `KqKqᵀ = I + UqᵀWq`; `ln det Σq = 2 Σ ln Kqᵢᵢ + Σ ln Dqᵢ`.
+fn mvn_low_rank<'t, F: Scalar>(
+    mp: Var<'t, F>,
+    lp: Var<'t, F>,
+    mq: Var<'t, F>,
+    uq: Var<'t, F>,
+    dq: Var<'t, F>,
+) -> Result<Var<'t, F>> {
+    Ok(gaussian_kl(mp, Cov::tril(lp), mq, Cov::low_rank(uq, dq)?))
+}
+
+/// Σp = Dp + UpUpᵀ = A Aᵀ with `A = [Dp^½ | Up]`: `tr(Σq⁻¹Σp) = ‖Lq⁻¹A‖²_F`;
+/// `ln det Σp` by the determinant lemma.
+fn low_rank_mvn<'t, F: Scalar>(
+    mp: Var<'t, F>,
+    up: Var<'t, F>,
+    dp: Var<'t, F>,
+    mq: Var<'t, F>,
+    lq: Var<'t, F>,
+) -> Result<Var<'t, F>> {
+    Ok(gaussian_kl(mp, Cov::low_rank(up, dp)?, mq, Cov::tril(lq)))
+}
+
+/// Both by Woodbury and the determinant lemma; `tr(Σq⁻¹Dp)` needs only the diagonal of
+/// `Σq⁻¹`, `Dqᵢ⁻¹ − ‖Kq⁻¹ Wqᵀ eᵢ‖²`, so no `d × d` matrix is formed.
+fn low_rank_low_rank<'t, F: Scalar>(
+    mp: Var<'t, F>,
+    up: Var<'t, F>,
+    dp: Var<'t, F>,
+    mq: Var<'t, F>,
+    uq: Var<'t, F>,
+    dq: Var<'t, F>,
+) -> Result<Var<'t, F>> {
+    Ok(gaussian_kl(
+        mp,
+        Cov::low_rank(up, dp)?,
+        mq,
+        Cov::low_rank(uq, dq)?,
+    ))
+}
+
+/// `softplus(b) − softplus(a) + σ(a)(a − b)` for `p = σ(a)`, `q = σ(b)`.
+///
+/// This is `p ln(p/q) + (1 − p) ln((1 − p)/(1 − q))` with `ln σ(x) = −softplus(−x)` and
+/// `softplus(−x) = softplus(x) − x`: finite for finite logits, and a clamped `p ∈ {0, 1}` (see
+/// [`Bernoulli::from_probs`](super::Bernoulli::from_probs)) contributes `0 · ln 0 = 0` up to
+/// `O(ε ln ε)`.
+fn bernoulli_bernoulli<'t, F: Scalar>(a: Var<'t, F>, b: Var<'t, F>) -> Var<'t, F> {
+    b.softplus() - a.softplus() + a.sigmoid() * (a - b)
+}
+
+/// `Σₖ pₖ (aₖ − bₖ)` over the last axis, with `a`, `b` normalized logits and `p = eᵃ`.
+///
+/// The logits are finite (a zero probability is stored as the log of the smallest positive
+/// float), so `pₖ = 0` contributes `0 · (aₖ − bₖ) = 0`. Where `q` has a zero that `p` has not,
+/// the true value is `+∞` and this returns a large finite value instead.
+fn categorical_categorical<'t, F: Scalar>(a: Var<'t, F>, b: Var<'t, F>) -> Var<'t, F> {
+    let last = a.ndim().max(b.ndim()) - 1;
+    (a.exp() * (a - b)).sum_axis(last)
+}
+
+/// Categorical distributions must have the same number of categories (their event shapes do
+/// not show it for `Categorical`).
+fn same_categories<'t, F, P, Q>(p: &P, q: &Q, a: Var<'t, F>, b: Var<'t, F>) -> Result<()>
+where
+    F: Scalar,
+    P: Distribution<'t, F>,
+    Q: Distribution<'t, F>,
+{
+    let (a, b) = (a.shape(), b.shape());
+    if a.last() == b.last() {
+        Ok(())
+    } else {
+        Err(Error::KlShapeMismatch {
+            p: p.name(),
+            q: q.name(),
+            p_shape: a,
+            q_shape: b,
+        })
+    }
 }
 
 /// A Monte Carlo estimate of `KL(p ‖ q)` with its standard error.

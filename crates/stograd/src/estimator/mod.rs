@@ -7,7 +7,8 @@
 //!   flow through `T`. The node keeps `ε` ([`Var::noise`]) so the path can be re-run with the
 //!   same noise.
 //! - **Antithetic**: pathwise with the noise drawn in pairs `(ε, −ε)` along the leading
-//!   (batch) axis, for symmetric base noise. For an odd `f`, the pair's errors cancel.
+//!   (batch) axis, for symmetric base noise. The part of the gradient that is odd in `ε`
+//!   cancels within each pair.
 //! - **Score function** (REINFORCE): the draw carries no path gradient; backward adds
 //!   `log q(w) · stop_grad(Q_w − b_w)` (see [`Tape::surrogate`] and [`Baseline`]).
 //! - **Straight-through**: the hard draw forward, the gradient of the probabilities backward.

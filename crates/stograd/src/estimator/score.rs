@@ -97,12 +97,12 @@ fn check_baseline<F: Scalar>(
     Ok(())
 }
 
+/// Gradients to add before the reverse sweep: `(node, seed)` pairs.
+pub(crate) type Seeds<F> = Vec<(usize, ArrayD<F>)>;
+
 /// The surrogate seeds of every score-function node upstream of `root` that no surrogate
 /// already covers: `(node, gradient to add)` pairs, plus the score nodes handled.
-pub(crate) fn seeds<F: Scalar>(
-    nodes: &[Node<F>],
-    root: usize,
-) -> Result<(Vec<(usize, ArrayD<F>)>, Vec<u32>)> {
+pub(crate) fn seeds<F: Scalar>(nodes: &[Node<F>], root: usize) -> Result<(Seeds<F>, Vec<u32>)> {
     let mut ancestor = vec![false; root + 1];
     ancestor[root] = true;
     let mut covered = vec![false; root + 1];

@@ -67,7 +67,7 @@ impl LinalgOp {
                 let (x2, g2, y2) = (rows(x), rows(g), matrix(y.view()));
                 smallvec![
                     b.needs[0].then(|| reshaped(g2.dot(&y2.t()), x.shape())),
-                    b.needs[1].then(|| x2.t().dot(&g2).into_dyn()),
+                    b.needs[1].then(|| standard(x2.t().dot(&g2).into_dyn())),
                 ]
             }
             LinalgOp::Transpose => smallvec![Some(swap_last(g))],
@@ -76,7 +76,7 @@ impl LinalgOp {
                 let (x2, g2, w2) = (rows(x), rows(g), matrix(w.view()));
                 let mut grads: InputGrads<F> = smallvec![
                     b.needs[0].then(|| reshaped(g2.dot(&w2.t()), x.shape())),
-                    b.needs[1].then(|| x2.t().dot(&g2).into_dyn()),
+                    b.needs[1].then(|| standard(x2.t().dot(&g2).into_dyn())),
                 ];
                 if bias {
                     grads.push(b.needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
@@ -101,8 +101,12 @@ fn rows<F: Scalar>(a: &ArrayD<F>) -> ArrayView2<'_, F> {
         .expect("standard layout")
 }
 
+/// A product in standard layout under `shape`. `dot` may return a column-major array (it does
+/// when both operands are also column-major, as `[m, 1] @ [1, n]` views can be), which a
+/// row-major reshape cannot take as is.
 fn reshaped<F: Scalar>(a: Array2<F>, shape: &[usize]) -> ArrayD<F> {
-    a.into_shape_with_order(IxDyn(shape))
+    standard(a.into_dyn())
+        .into_shape_with_order(IxDyn(shape))
         .expect("same element count")
 }
 
