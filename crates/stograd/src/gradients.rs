@@ -22,6 +22,16 @@ pub struct Gradients<F: Scalar> {
     params: Vec<Option<ParamGrad<F>>>,
 }
 
+impl<F: Scalar> std::fmt::Debug for Gradients<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reached = self.nodes.iter().filter(|g| g.is_some()).count();
+        f.debug_struct("Gradients")
+            .field("nodes_with_gradient", &reached)
+            .field("params", &self.params().map(|(id, g)| (id, g.shape().to_vec())).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl<F: Scalar> Gradients<F> {
     pub(crate) fn new(
         tape_id: u64,

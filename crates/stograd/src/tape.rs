@@ -375,14 +375,14 @@ impl<'t, F: Scalar> Var<'t, F> {
     /// If the value has more or fewer than one element.
     #[track_caller]
     pub fn item(self) -> F {
-        self.tape.with_value(self.index, |v| {
-            assert!(
-                v.len() == 1,
-                "item() needs exactly one element, the shape is {:?}",
-                v.shape()
-            );
-            v.iter().copied().next().expect("one element")
-        })
+        let (len, first) = self.tape.with_value(self.index, |v| (v.len(), v.iter().next().copied()));
+        assert!(
+            len == 1,
+            "item() needs exactly one element, the shape is {:?} (at {})",
+            self.shape(),
+            Location::caller()
+        );
+        first.expect("one element")
     }
 
     /// Runs `f` on the value without copying it. `f` must not record on the tape.

@@ -114,7 +114,8 @@ fn swap_last<F: Scalar>(a: &ArrayD<F>) -> ArrayD<F> {
     let n = a.ndim();
     let mut v = a.view();
     v.swap_axes(n - 2, n - 1);
-    standard(v.to_owned())
+    // one copy, read in the new row-major order
+    v.as_standard_layout().into_owned()
 }
 
 impl<'t, F: Scalar> Var<'t, F> {

@@ -78,8 +78,13 @@ impl ReduceOp {
                 }
                 out
             }),
-            ReduceOp::LogSumExp(axis) => (axis, |lane, y, g| {
-                lane.iter().map(|&v| g * (v - y).exp()).collect()
+            // softmax(x) = e^{x − m} / Σ e^{x − m}, with m the lane maximum: forming e^{x − y}
+            // instead would lose the low digits of x − y when both are large
+            ReduceOp::LogSumExp(axis) => (axis, |lane, _, g| {
+                let m = max_of(lane.iter().copied());
+                let m = if m.is_finite() { m } else { F::zero() };
+                let total: F = lane.iter().map(|&v| (v - m).exp()).sum();
+                lane.iter().map(|&v| g * (v - m).exp() / total).collect()
             }),
         };
         let grad = match axis {

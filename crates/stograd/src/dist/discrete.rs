@@ -1,0 +1,749 @@
+//! Discrete distributions: [`Bernoulli`] over `{0, 1}`, [`Categorical`] over the category
+//! indices `0..K` and [`OneHotCategorical`] over the one-hot vectors of length `K`.
+//!
+//! None of them is reparameterizable: [`noise`](Distribution::noise) and
+//! [`reparameterize`](Distribution::reparameterize) return [`Error::NoPathwise`]. Their
+//! gradients come from score-function estimators, or from the continuous relaxations in
+//! [`relaxed`](super::relaxed).
+//!
+//! Both parameterizations stay reachable through `probs()` and `logits()`. The one given to
+//! the constructor is kept and the other is derived (and recorded on the tape) on first use:
+//!
+//! - Bernoulli: `p = σ(l)`; `l = ln p − ln(1 − p)` with `p` clamped to `[ε, 1 − ε]`,
+//!   `ε = F::epsilon()` (PyTorch's `clamp_probs`), so that `log_prob` and the entropy stay
+//!   finite at `p ∈ {0, 1}`.
+//! - Categorical: `p = softmax(l)` and `l ← log_softmax(l)` over the last axis; from
+//!   probabilities, `p ← p / Σₖ pₖ` and `l = ln max(p, tiny)` with
+//!   `tiny = F::min_positive_value()`, so that `0 · ln 0` evaluates to 0 in the entropy and the
+//!   KL divergence (and `log_prob` of an impossible category is `ln tiny`, not `−∞`).
+//!
+//! | quantity | Bernoulli | Categorical | OneHotCategorical |
+//! |---|---|---|---|
+//! | `log_prob(x)` | `x l − softplus(l) = −bce_with_logits(l, x)` | `l[x]` | `Σₖ xₖ lₖ` |
+//! | mean | `p` | — (labels) | `p` |
+//! | variance | `p (1 − p)` | — (labels) | `p ⊙ (1 − p)` |
+//! | entropy | `bce_with_logits(l, p)` | `−Σₖ pₖ lₖ` | `−Σₖ pₖ lₖ` |
+//! | support (`enumerate_support`) | `0, 1` | `0, …, K − 1` | `e₀, …, e_{K−1}` |
+
+use std::cell::OnceCell;
+use std::panic::Location;
+
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+use rand::{Rng, RngExt};
+
+use super::{Constraint, Distribution, Family, check_param, draw_shape};
+use crate::broadcast::broadcast_shape;
+use crate::{Error, Result, Scalar, Var};
+
+/// How probabilities and logits convert into each other.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    /// Elementwise `p = σ(l)`.
+    Binary,
+    /// `p = softmax(l)` over the last axis.
+    Categorical,
+}
+
+/// One parameter in both forms: the one given, and the other derived on first use.
+#[derive(Clone, Debug)]
+struct ProbsLogits<'t, F: Scalar> {
+    link: Link,
+    /// The form given to the constructor (after normalization).
+    given: Var<'t, F>,
+    probs: OnceCell<Var<'t, F>>,
+    logits: OnceCell<Var<'t, F>>,
+}
+
+impl<'t, F: Scalar> ProbsLogits<'t, F> {
+    fn from_probs(link: Link, probs: Var<'t, F>) -> Self {
+        ProbsLogits {
+            link,
+            given: probs,
+            probs: OnceCell::from(probs),
+            logits: OnceCell::new(),
+        }
+    }
+
+    fn from_logits(link: Link, logits: Var<'t, F>) -> Self {
+        ProbsLogits {
+            link,
+            given: logits,
+            probs: OnceCell::new(),
+            logits: OnceCell::from(logits),
+        }
+    }
+
+    fn probs(&self) -> Var<'t, F> {
+        *self.probs.get_or_init(|| {
+            let l = *self.logits.get().expect("one form is always set");
+            match self.link {
+                Link::Binary => l.sigmoid(),
+                Link::Categorical => l.softmax(l.ndim() - 1),
+            }
+        })
+    }
+
+    fn logits(&self) -> Var<'t, F> {
+        *self.logits.get_or_init(|| {
+            let p = *self.probs.get().expect("one form is always set");
+            match self.link {
+                Link::Binary => {
+                    let p = p.clamp(F::epsilon(), F::one() - F::epsilon());
+                    p.log() - (-p).log1p()
+                }
+                Link::Categorical => p.clamp(F::min_positive_value(), F::one()).log(),
+            }
+        })
+    }
+}
+
+/// The shape `log_prob` evaluates at: the value's shape broadcast against `batch ++ event`.
+///
+/// # Panics
+/// If the shapes do not broadcast.
+pub(super) fn value_shape(
+    distribution: &str,
+    value: &[usize],
+    draw: &[usize],
+    location: &Location<'_>,
+) -> Vec<usize> {
+    broadcast_shape(value, draw).unwrap_or_else(|| {
+        panic!(
+            "{distribution}::log_prob: value of shape {value:?} does not broadcast against the \
+             draw shape {draw:?} (at {location})"
+        )
+    })
+}
+
+/// `v` broadcast to `shape` (no node when it already has that shape).
+fn broadcast_var<'t, F: Scalar>(v: Var<'t, F>, shape: &[usize]) -> Var<'t, F> {
+    if v.shape() == shape {
+        v
+    } else {
+        v.broadcast_to(shape)
+    }
+}
+
+/// `1 − v`, elementwise.
+fn one_minus<'t, F: Scalar>(v: Var<'t, F>) -> Var<'t, F> {
+    -v + F::one()
+}
+
+/// Every value of one batch element, stacked on a new leading axis: `[values, batch..]` holding
+/// `0, 1, …` or, with `one_hot`, `[values, batch.., values]` holding `e₀, e₁, …`.
+fn support<F: Scalar>(values: usize, batch: &[usize], one_hot: bool) -> ArrayD<F> {
+    let mut shape = draw_shape(&[values], batch);
+    if one_hot {
+        shape.push(values);
+        ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+            if i[0] == i[shape.len() - 1] {
+                F::one()
+            } else {
+                F::zero()
+            }
+        })
+    } else {
+        ArrayD::from_shape_fn(IxDyn(&shape), |i| F::from_f64(i[0] as f64))
+    }
+}
+
+/// The Bernoulli distribution on `{0, 1}` with `P(1) = p = σ(l)`, elementwise.
+///
+/// - `log p(x) = x l − softplus(l) = −bce_with_logits(l, x)`
+/// - `E[x] = p`, `Var[x] = p (1 − p)`, `H = −p ln p − (1 − p) ln(1 − p) = bce_with_logits(l, p)`
+///
+/// The batch shape is the parameter's shape, the event shape `[]`. `log_prob` does not check
+/// that `x` is binary: for `x ∈ [0, 1]` it is the negative binary cross-entropy, as VAEs with
+/// grey-level pixels use. Draws are `u < p` with `u ~ U[0, 1)`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// use stograd::dist::{Bernoulli, Distribution};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let logits = tape.variable(array![0.0, 2.0]);
+/// let b = Bernoulli::from_logits(logits)?;
+/// let lp = b.log_prob(tape.constant(array![1.0, 0.0]));
+/// // ln σ(0) = −ln 2; ln(1 − σ(2)) = −softplus(2) = −ln(1 + e²)
+/// let want = [-(2f64.ln()), -(1.0 + 2f64.exp()).ln()];
+/// assert!((lp.value()[0] - want[0]).abs() < 1e-15 && (lp.value()[1] - want[1]).abs() < 1e-15);
+/// // ∂/∂l log p(x) = x − σ(l)
+/// let grads = lp.sum().backward()?;
+/// assert_eq!(grads.wrt(logits).unwrap()[0], 0.5);
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let x = b.sample(&mut rng);
+/// assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// PyTorch: `torch.distributions.Bernoulli`.
+#[derive(Clone, Debug)]
+pub struct Bernoulli<'t, F: Scalar> {
+    params: ProbsLogits<'t, F>,
+    batch_shape: Vec<usize>,
+}
+
+impl<'t, F: Scalar> Bernoulli<'t, F> {
+    /// The Bernoulli distribution with `P(1) = probs`.
+    ///
+    /// `logits()` is then `ln p − ln(1 − p)` with `p` clamped to `[ε, 1 − ε]`, finite at 0
+    /// and 1; `probs()` is `probs` itself.
+    ///
+    /// # Example
+    /// ```
+    /// use ndarray::array;
+    /// use stograd::dist::{Bernoulli, Distribution};
+    /// use stograd::Tape;
+    ///
+    /// let tape = Tape::<f64>::new();
+    /// let b = Bernoulli::from_probs(tape.constant(array![0.25, 0.0]))?;
+    /// assert!((b.logits().value()[0] + 3f64.ln()).abs() < 1e-15); // ln(¼ / ¾)
+    /// // log P(x = 0) at p = 0 is ln(1 − ε) ≈ 0, not NaN
+    /// assert!(b.log_prob(tape.constant(array![0.0, 0.0])).value()[1].abs() < 1e-15);
+    /// assert!(Bernoulli::from_probs(tape.constant(array![1.5])).is_err());
+    /// # Ok::<(), stograd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the first element of `probs` outside `[0, 1]` (NaN
+    /// included).
+    ///
+    /// PyTorch: `Bernoulli(probs=p)`.
+    pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        check_param("Bernoulli", "probs", probs, Constraint::UnitInterval)?;
+        Ok(Bernoulli {
+            params: ProbsLogits::from_probs(Link::Binary, probs),
+            batch_shape: probs.shape(),
+        })
+    }
+
+    /// The Bernoulli distribution with log-odds `logits`: `P(1) = σ(logits)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the first element of `logits` that is not finite.
+    ///
+    /// PyTorch: `Bernoulli(logits=l)`.
+    pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        check_param("Bernoulli", "logits", logits, Constraint::Finite)?;
+        Ok(Bernoulli {
+            params: ProbsLogits::from_logits(Link::Binary, logits),
+            batch_shape: logits.shape(),
+        })
+    }
+
+    /// `P(1)`, shape `batch_shape`.
+    pub fn probs(&self) -> Var<'t, F> {
+        self.params.probs()
+    }
+
+    /// The log-odds `ln p − ln(1 − p)`, shape `batch_shape`.
+    pub fn logits(&self) -> Var<'t, F> {
+        self.params.logits()
+    }
+}
+
+impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
+    fn name(&self) -> &'static str {
+        "Bernoulli"
+    }
+
+    fn batch_shape(&self) -> &[usize] {
+        &self.batch_shape
+    }
+
+    fn event_shape(&self) -> &[usize] {
+        &[]
+    }
+
+    fn params(&self) -> Vec<Var<'t, F>> {
+        vec![self.params.given]
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+        self.probs().value().mapv(|p| {
+            if rng.random::<f64>() < p.as_f64() {
+                F::one()
+            } else {
+                F::zero()
+            }
+        })
+    }
+
+    #[track_caller]
+    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let shape = value_shape(
+            "Bernoulli",
+            &x.shape(),
+            &self.batch_shape,
+            Location::caller(),
+        );
+        let logits = broadcast_var(self.logits(), &shape);
+        -logits.bce_with_logits(broadcast_var(x, &shape))
+    }
+
+    fn entropy(&self) -> Result<Var<'t, F>> {
+        // −p ln σ(l) − (1 − p) ln σ(−l)
+        Ok(self.logits().bce_with_logits(self.probs()))
+    }
+
+    fn mean(&self) -> Result<Var<'t, F>> {
+        Ok(self.probs())
+    }
+
+    fn variance(&self) -> Result<Var<'t, F>> {
+        let p = self.probs();
+        Ok(p * one_minus(p))
+    }
+
+    fn enumerate_support(&self) -> Result<ArrayD<F>> {
+        Ok(support(2, &self.batch_shape, false))
+    }
+
+    fn family(&self) -> Family<'t, F> {
+        Family::Bernoulli {
+            logits: self.logits(),
+        }
+    }
+}
+
+/// The parameters that [`Categorical`] and [`OneHotCategorical`] share: normalized
+/// probabilities and logits over the last axis.
+#[derive(Clone, Debug)]
+struct CategoricalParams<'t, F: Scalar> {
+    params: ProbsLogits<'t, F>,
+    /// `batch ++ [K]`.
+    shape: Vec<usize>,
+}
+
+impl<'t, F: Scalar> CategoricalParams<'t, F> {
+    fn from_probs(distribution: &'static str, probs: Var<'t, F>) -> Result<Self> {
+        let shape = category_shape("probs", &probs.shape())?;
+        check_param(distribution, "probs", probs, Constraint::NonNegative)?;
+        let last = shape.len() - 1;
+        let total = probs.sum_axis(last);
+        total.with_value(|sums| {
+            match sums
+                .indexed_iter()
+                .find(|(_, s)| !(**s > F::zero() && s.is_finite()))
+            {
+                None => Ok(()),
+                Some((index, &sum)) => Err(Error::InvalidParameter {
+                    distribution,
+                    param: "probs",
+                    constraint: "a row (last axis) with a positive, finite sum",
+                    value: sum.as_f64(),
+                    index: index.slice().to_vec(),
+                }),
+            }
+        })?;
+        let normalized = probs / total.unsqueeze(last);
+        Ok(CategoricalParams {
+            params: ProbsLogits::from_probs(Link::Categorical, normalized),
+            shape,
+        })
+    }
+
+    fn from_logits(distribution: &'static str, logits: Var<'t, F>) -> Result<Self> {
+        let shape = category_shape("logits", &logits.shape())?;
+        check_param(distribution, "logits", logits, Constraint::Finite)?;
+        let normalized = logits.log_softmax(shape.len() - 1);
+        Ok(CategoricalParams {
+            params: ProbsLogits::from_logits(Link::Categorical, normalized),
+            shape,
+        })
+    }
+
+    fn batch_shape(&self) -> &[usize] {
+        &self.shape[..self.shape.len() - 1]
+    }
+
+    fn categories(&self) -> usize {
+        self.shape[self.shape.len() - 1]
+    }
+
+    /// One category index per batch element, in row-major order, by inverting the CDF.
+    fn draw_indices<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<usize> {
+        let probs = self.params.probs().value();
+        let last = Axis(probs.ndim() - 1);
+        probs
+            .lanes(last)
+            .into_iter()
+            .map(|lane| {
+                let u: f64 = rng.random();
+                let mut cumulative = 0.0;
+                let mut pick = None;
+                for (k, &p) in lane.iter().enumerate() {
+                    let p = p.as_f64();
+                    if p > 0.0 {
+                        // Rounding may leave Σ p just below u: the last positive category wins.
+                        pick = Some(k);
+                        cumulative += p;
+                        if u < cumulative {
+                            break;
+                        }
+                    }
+                }
+                pick.expect("a row has positive mass")
+            })
+            .collect()
+    }
+
+    fn entropy(&self) -> Var<'t, F> {
+        let last = self.shape.len() - 1;
+        // −Σ p l with finite l: a zero probability contributes 0 · l = 0
+        -(self.params.probs() * self.params.logits()).sum_axis(last)
+    }
+
+    fn family(&self) -> Family<'t, F> {
+        Family::Categorical {
+            logits: self.params.logits(),
+        }
+    }
+}
+
+/// Checks that a categorical parameter has a non-empty last (category) axis.
+fn category_shape(param: &'static str, shape: &[usize]) -> Result<Vec<usize>> {
+    let probs = param == "probs";
+    match shape.last() {
+        Some(&k) if k > 0 => Ok(shape.to_vec()),
+        Some(_) => Err(Error::InvalidArgument {
+            name: if probs {
+                "the number of categories (the last axis of probs)"
+            } else {
+                "the number of categories (the last axis of logits)"
+            },
+            constraint: "at least 1",
+            value: 0.0,
+        }),
+        None => Err(Error::InvalidArgument {
+            name: if probs {
+                "the number of axes of probs"
+            } else {
+                "the number of axes of logits"
+            },
+            constraint: "at least 1 (the last axis holds the categories)",
+            value: 0.0,
+        }),
+    }
+}
+
+/// The categorical distribution over the indices `0..K` of the last parameter axis, with
+/// `P(k) = pₖ = softmax(l)ₖ`.
+///
+/// - `log p(x) = l[x]` (normalized logits, gathered along the last axis)
+/// - `H = −Σₖ pₖ ln pₖ`, with `0 · ln 0 = 0`
+/// - no mean or variance: categories are labels, not numbers (use [`OneHotCategorical`])
+///
+/// Parameters have shape `batch ++ [K]`; draws are category indices stored as `F` values, of
+/// shape `batch` (event shape `[]`).
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// use stograd::dist::{Categorical, Distribution};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let probs = tape.variable(array![[1.0, 1.0, 2.0], [0.0, 3.0, 1.0]]); // normalized by rows
+/// let c = Categorical::from_probs(probs)?;
+/// let lp = c.log_prob(tape.constant(array![2.0, 1.0])).value();
+/// assert!((lp[0] - 0.5f64.ln()).abs() < 1e-15 && (lp[1] - 0.75f64.ln()).abs() < 1e-15);
+/// // H = −Σ p ln p; the zero probability contributes 0
+/// let h = c.entropy()?.value();
+/// assert!((h[1] - (-0.75 * 0.75f64.ln() - 0.25 * 0.25f64.ln())).abs() < 1e-15);
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let x = c.sample(&mut rng);
+/// assert_eq!(x.shape(), &[2]);
+/// assert!(x[1] == 1.0 || x[1] == 2.0); // category 0 has probability 0
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// # Panics
+/// `log_prob(x)` panics, naming the value and its index, when an element of `x` is not an
+/// integer in `0..K`, or when `x` does not broadcast against the batch shape.
+///
+/// PyTorch: `torch.distributions.Categorical`.
+#[derive(Clone, Debug)]
+pub struct Categorical<'t, F: Scalar> {
+    params: CategoricalParams<'t, F>,
+}
+
+impl<'t, F: Scalar> Categorical<'t, F> {
+    /// The categorical distribution with `P(k) ∝ probs[.., k]`; each row (last axis) is
+    /// normalized by its sum.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the first negative or non-finite element, or the
+    /// first row whose sum is not positive and finite (all zeros);
+    /// [`Error::InvalidArgument`] if `probs` is 0-dimensional or has no categories.
+    ///
+    /// PyTorch: `Categorical(probs=p)`.
+    pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        CategoricalParams::from_probs("Categorical", probs).map(|params| Categorical { params })
+    }
+
+    /// The categorical distribution with `P(k) = softmax(logits)[.., k]`; the logits need not
+    /// be normalized.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the first element that is not finite;
+    /// [`Error::InvalidArgument`] if `logits` is 0-dimensional or has no categories.
+    ///
+    /// PyTorch: `Categorical(logits=l)`.
+    pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        CategoricalParams::from_logits("Categorical", logits).map(|params| Categorical { params })
+    }
+
+    /// The normalized probabilities, shape `batch ++ [K]`.
+    pub fn probs(&self) -> Var<'t, F> {
+        self.params.params.probs()
+    }
+
+    /// The normalized log-probabilities, shape `batch ++ [K]`.
+    pub fn logits(&self) -> Var<'t, F> {
+        self.params.params.logits()
+    }
+
+    /// The number of categories `K`.
+    pub fn categories(&self) -> usize {
+        self.params.categories()
+    }
+}
+
+impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
+    fn name(&self) -> &'static str {
+        "Categorical"
+    }
+
+    fn batch_shape(&self) -> &[usize] {
+        self.params.batch_shape()
+    }
+
+    fn event_shape(&self) -> &[usize] {
+        &[]
+    }
+
+    fn params(&self) -> Vec<Var<'t, F>> {
+        vec![self.params.params.given]
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+        let indices = self.params.draw_indices(rng);
+        let values = indices.into_iter().map(|k| F::from_f64(k as f64)).collect();
+        ArrayD::from_shape_vec(IxDyn(self.batch_shape()), values).expect("one draw per row")
+    }
+
+    #[track_caller]
+    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let location = Location::caller();
+        let k = self.categories();
+        let shape = value_shape("Categorical", &x.shape(), self.batch_shape(), location);
+        let index = x.with_value(|v| {
+            if let Some((at, &bad)) = v.indexed_iter().find(|(_, c)| {
+                !(c.fract() == F::zero() && **c >= F::zero() && c.as_f64() < k as f64)
+            }) {
+                panic!(
+                    "Categorical::log_prob: value {bad} at index {:?} is not a category index \
+                     in 0..{k} (at {location})",
+                    at.slice()
+                );
+            }
+            let v = v.broadcast(shape.as_slice()).expect("shape checked");
+            v.mapv(|c| c.as_f64() as usize)
+                .insert_axis(Axis(shape.len()))
+        });
+        let logits = broadcast_var(self.logits(), &draw_shape(&shape, &[k]));
+        logits.gather(shape.len(), &index).reshape(&shape)
+    }
+
+    fn entropy(&self) -> Result<Var<'t, F>> {
+        Ok(self.params.entropy())
+    }
+
+    fn mean(&self) -> Result<Var<'t, F>> {
+        Err(labels("mean"))
+    }
+
+    fn variance(&self) -> Result<Var<'t, F>> {
+        Err(labels("variance"))
+    }
+
+    fn enumerate_support(&self) -> Result<ArrayD<F>> {
+        Ok(support(self.categories(), self.batch_shape(), false))
+    }
+
+    fn family(&self) -> Family<'t, F> {
+        self.params.family()
+    }
+}
+
+fn labels(quantity: &'static str) -> Error {
+    Error::Undefined {
+        distribution: "Categorical",
+        quantity,
+        reason: "categories are labels, not numbers (OneHotCategorical has a mean and variance)",
+    }
+}
+
+/// The categorical distribution over one-hot vectors of length `K`: a draw is `e_k` with
+/// probability `pₖ = softmax(l)ₖ`.
+///
+/// - `log p(x) = Σₖ xₖ lₖ` (normalized logits; `x` is not checked to be one-hot, so a relaxed
+///   or soft vector gives the cross-entropy term)
+/// - `E[x] = p`, `Var[xₖ] = pₖ (1 − pₖ)`, `H = −Σₖ pₖ ln pₖ` with `0 · ln 0 = 0`
+///
+/// Parameters have shape `batch ++ [K]`, and so do draws (event shape `[K]`).
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// use stograd::dist::{Distribution, OneHotCategorical};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let logits = tape.variable(array![0.0, 0.0, 2f64.ln()]); // p = [¼, ¼, ½]
+/// let c = OneHotCategorical::from_logits(logits)?;
+/// let lp = c.log_prob(tape.constant(array![0.0, 0.0, 1.0]));
+/// assert!((lp.item() - 0.5f64.ln()).abs() < 1e-15);
+/// // ∂/∂l log p(e₂) = e₂ − p
+/// let g = lp.backward()?.wrt(logits).unwrap().clone();
+/// assert!((g[2] - 0.5).abs() < 1e-15 && (g[0] + 0.25).abs() < 1e-15);
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let x = c.sample(&mut rng);
+/// assert_eq!(x.sum(), 1.0);
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// # Panics
+/// `log_prob(x)` panics when `x`'s last axis is not `K` long or `x` does not broadcast
+/// against `batch ++ [K]`.
+///
+/// PyTorch: `torch.distributions.OneHotCategorical`.
+#[derive(Clone, Debug)]
+pub struct OneHotCategorical<'t, F: Scalar> {
+    params: CategoricalParams<'t, F>,
+}
+
+impl<'t, F: Scalar> OneHotCategorical<'t, F> {
+    /// The one-hot categorical distribution with `P(e_k) ∝ probs[.., k]`; each row (last
+    /// axis) is normalized by its sum.
+    ///
+    /// # Errors
+    /// As [`Categorical::from_probs`].
+    ///
+    /// PyTorch: `OneHotCategorical(probs=p)`.
+    pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        CategoricalParams::from_probs("OneHotCategorical", probs)
+            .map(|params| OneHotCategorical { params })
+    }
+
+    /// The one-hot categorical distribution with `P(e_k) = softmax(logits)[.., k]`.
+    ///
+    /// # Errors
+    /// As [`Categorical::from_logits`].
+    ///
+    /// PyTorch: `OneHotCategorical(logits=l)`.
+    pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        CategoricalParams::from_logits("OneHotCategorical", logits)
+            .map(|params| OneHotCategorical { params })
+    }
+
+    /// The normalized probabilities, shape `batch ++ [K]`.
+    pub fn probs(&self) -> Var<'t, F> {
+        self.params.params.probs()
+    }
+
+    /// The normalized log-probabilities, shape `batch ++ [K]`.
+    pub fn logits(&self) -> Var<'t, F> {
+        self.params.params.logits()
+    }
+
+    /// The number of categories `K`.
+    pub fn categories(&self) -> usize {
+        self.params.categories()
+    }
+}
+
+impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
+    fn name(&self) -> &'static str {
+        "OneHotCategorical"
+    }
+
+    fn batch_shape(&self) -> &[usize] {
+        self.params.batch_shape()
+    }
+
+    fn event_shape(&self) -> &[usize] {
+        &self.params.shape[self.params.shape.len() - 1..]
+    }
+
+    fn params(&self) -> Vec<Var<'t, F>> {
+        vec![self.params.params.given]
+    }
+
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+        let k = self.categories();
+        let mut out = ArrayD::zeros(IxDyn(&self.params.shape));
+        let flat = out.as_slice_mut().expect("a new array is contiguous");
+        for (row, index) in self.params.draw_indices(rng).into_iter().enumerate() {
+            flat[row * k + index] = F::one();
+        }
+        out
+    }
+
+    #[track_caller]
+    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let shape = one_hot_shape(self.name(), x, &self.params.shape, Location::caller());
+        (x * self.logits()).sum_axis(shape.len() - 1)
+    }
+
+    fn entropy(&self) -> Result<Var<'t, F>> {
+        Ok(self.params.entropy())
+    }
+
+    fn mean(&self) -> Result<Var<'t, F>> {
+        Ok(self.probs())
+    }
+
+    fn variance(&self) -> Result<Var<'t, F>> {
+        let p = self.probs();
+        Ok(p * one_minus(p))
+    }
+
+    fn enumerate_support(&self) -> Result<ArrayD<F>> {
+        Ok(support(self.categories(), self.batch_shape(), true))
+    }
+
+    fn family(&self) -> Family<'t, F> {
+        self.params.family()
+    }
+}
+
+/// The shape a one-hot `log_prob` evaluates at; the value's last axis must be the `K`
+/// categories.
+///
+/// # Panics
+/// If `x`'s last axis is not `draw`'s last axis, or the shapes do not broadcast.
+pub(super) fn one_hot_shape<F: Scalar>(
+    distribution: &str,
+    x: Var<'_, F>,
+    draw: &[usize],
+    location: &Location<'_>,
+) -> Vec<usize> {
+    let got = x.shape();
+    let k = draw[draw.len() - 1];
+    assert!(
+        got.last() == Some(&k),
+        "{distribution}::log_prob: the last axis of the value (shape {got:?}) must hold the \
+         {k} categories (at {location})"
+    );
+    value_shape(distribution, &got, draw, location)
+}

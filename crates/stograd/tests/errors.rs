@@ -1,0 +1,284 @@
+//! Every public fallible function returns its named error (not a panic), and operator misuse
+//! panics with both shapes and the caller's location.
+
+#[macro_use]
+mod common;
+
+use common::{panic_message, uniform};
+use ndarray::{ArrayD, IxDyn, array};
+use stograd::check::{Tolerance, gradcheck};
+use stograd::{Error, Params, Tape, Var};
+
+fn zeros(shape: &[usize]) -> ArrayD<f64> {
+    ArrayD::zeros(IxDyn(shape))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Params
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn insert_rejects_malformed_names() {
+    let mut params = Params::<f64>::new();
+    for bad in ["", "a..b", "a b", ".a", "a.", "w/1", "é"] {
+        match params.insert(bad, zeros(&[2])) {
+            Err(Error::InvalidParamName { name, reason }) => {
+                assert_eq!(name, bad);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{bad:?}: expected InvalidParamName, got {other:?}"),
+        }
+    }
+    assert!(params.is_empty(), "a rejected name must not be stored");
+    // The accepted alphabet: letters, digits, '_' and '-', dot-separated.
+    for good in ["w", "encoder.fc1.weight", "a_b-2.c"] {
+        params.insert(good, zeros(&[1])).unwrap();
+    }
+    assert_eq!(params.len(), 3);
+}
+
+#[test]
+fn insert_rejects_a_duplicate_name() {
+    let mut params = Params::<f64>::new();
+    let w = params
+        .insert("layer.w", array![1.0, 2.0].into_dyn())
+        .unwrap();
+    match params.insert("layer.w", zeros(&[3])) {
+        Err(Error::DuplicateParam(name)) => assert_eq!(name, "layer.w"),
+        other => panic!("expected DuplicateParam, got {other:?}"),
+    }
+    // The first value is untouched.
+    assert_eq!(params.len(), 1);
+    assert_eq!(params.get(w), &array![1.0, 2.0].into_dyn());
+}
+
+#[test]
+fn id_of_an_unknown_name() {
+    let mut params = Params::<f32>::new();
+    let w = params.insert("enc.w", ArrayD::zeros(IxDyn(&[1]))).unwrap();
+    assert_eq!(params.id("enc.w").unwrap(), w);
+    match params.id("enc.b") {
+        Err(Error::UnknownParam(name)) => assert_eq!(name, "enc.b"),
+        other => panic!("expected UnknownParam, got {other:?}"),
+    }
+    // A prefix of a name is not the name.
+    assert!(matches!(params.id("enc"), Err(Error::UnknownParam(_))));
+}
+
+#[test]
+fn set_with_the_wrong_shape() {
+    let mut params = Params::<f64>::new();
+    let w = params.insert("w", zeros(&[2, 3])).unwrap();
+    match params.set(w, zeros(&[3, 2])) {
+        Err(Error::ShapeMismatch { expected, got, .. }) => {
+            assert_eq!(expected, vec![2, 3]);
+            assert_eq!(got, vec![3, 2]);
+        }
+        other => panic!("expected ShapeMismatch, got {other:?}"),
+    }
+    assert_eq!(params.get(w), &zeros(&[2, 3]));
+    // The right shape is accepted.
+    params.set(w, ArrayD::ones(IxDyn(&[2, 3]))).unwrap();
+    assert_eq!(params.get(w), &ArrayD::ones(IxDyn(&[2, 3])));
+}
+
+#[test]
+fn error_messages_name_the_bad_value() {
+    let mut params = Params::<f64>::new();
+    let err = params.insert("a..b", zeros(&[1])).unwrap_err();
+    assert!(err.to_string().contains("\"a..b\""), "{err}");
+    let err = params.id("missing.w").unwrap_err();
+    assert!(err.to_string().contains("missing.w"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// gradcheck
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn gradcheck_reports_a_wrong_gradient_at_its_worst_element() {
+    // f(a, b) = Σ sin(a) + Σ wᵢ bᵢ · stop(bᵢ): backward gives wᵢ bᵢ for b, while the true
+    // derivative is 2 wᵢ bᵢ, so the error |wᵢ bᵢ| is largest where |bᵢ| is (the weights
+    // gradcheck applies lie in [0.5, 1.5], so |b₁| = 4 dominates every other element).
+    let a = uniform(&[2], -1.0, 1.0, 1);
+    let b = array![0.1, -4.0, 0.3].into_dyn();
+    let err = gradcheck(
+        |_, v| v[0].sin().sum() + v[1] * v[1].detach(),
+        &[a, b],
+        Tolerance::default(),
+    )
+    .unwrap_err();
+    match err {
+        Error::GradientMismatch {
+            input,
+            index,
+            analytic,
+            numeric,
+            abs_err,
+            allowed,
+        } => {
+            assert_eq!(input, 1);
+            assert_eq!(index, vec![1]);
+            // numeric = 2 · analytic, so |diff| = |analytic|
+            assert!(
+                (numeric - 2.0 * analytic).abs() < 1e-6,
+                "{analytic} {numeric}"
+            );
+            assert!(analytic.abs() >= 0.5 * 4.0 && analytic.abs() <= 1.5 * 4.0);
+            assert!((abs_err - analytic.abs()).abs() < 1e-6);
+            assert!(abs_err > allowed);
+        }
+        other => panic!("expected GradientMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn gradcheck_passes_the_correct_version_of_the_same_function() {
+    // The control for the test above: without detach the gradient is right.
+    let a = uniform(&[2], -1.0, 1.0, 1);
+    let b = array![0.1, -4.0, 0.3].into_dyn();
+    let report = gradcheck(
+        |_, v| v[0].sin().sum() + v[1] * v[1],
+        &[a, b],
+        Tolerance::default(),
+    )
+    .unwrap();
+    assert_eq!(report.elements, 5);
+    assert!(report.worst_ratio < 1.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator misuse panics with both shapes and the caller's location
+// ---------------------------------------------------------------------------------------------
+
+/// Asserts the message names the location `file!():line` and contains every `part`.
+#[track_caller]
+fn assert_names(message: &str, line: u32, parts: &[&str]) {
+    let here = format!("{}:{line}:", file!());
+    assert!(message.contains(&here), "no location {here} in: {message}");
+    for part in parts {
+        assert!(message.contains(part), "no {part:?} in: {message}");
+    }
+}
+
+#[test]
+fn add_with_incompatible_shapes() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.constant(zeros(&[2, 3])), tape.constant(zeros(&[4])));
+    let (msg, line) = (panic_message(|| a + b), line!());
+    assert_names(&msg, line, &["[2, 3]", "[4]"]);
+    let (msg, line) = (panic_message(|| b * a), line!());
+    assert_names(&msg, line, &["[2, 3]", "[4]"]);
+    let (msg, line) = (panic_message(|| a / b), line!());
+    assert_names(&msg, line, &["[2, 3]", "[4]"]);
+}
+
+#[test]
+fn matmul_with_mismatched_inner_dims() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.constant(zeros(&[2, 3])), tape.constant(zeros(&[4, 2])));
+    let (msg, line) = (panic_message(|| a.matmul(b)), line!());
+    assert_names(&msg, line, &["[2, 3]", "[4, 2]"]);
+    // Batched products with different batch lengths.
+    let (c, d) = (
+        tape.constant(zeros(&[2, 2, 3])),
+        tape.constant(zeros(&[3, 3, 2])),
+    );
+    let (msg, line) = (panic_message(|| c.matmul(d)), line!());
+    assert_names(&msg, line, &["[2, 2, 3]", "[3, 3, 2]"]);
+}
+
+#[test]
+fn reshape_with_the_wrong_count() {
+    let tape = Tape::<f64>::new();
+    let a = tape.constant(zeros(&[2, 3]));
+    let (msg, line) = (panic_message(|| a.reshape(&[4])), line!());
+    assert_names(&msg, line, &["[2, 3]", "[4]"]);
+}
+
+#[test]
+fn axis_out_of_range() {
+    let tape = Tape::<f64>::new();
+    let a = tape.constant(zeros(&[2, 3]));
+    let (msg, line) = (panic_message(|| a.sum_axis(2)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 2"]);
+    let (msg, line) = (panic_message(|| a.mean_axis(5)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 5"]);
+    let (msg, line) = (panic_message(|| a.softmax(2)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 2"]);
+    let (msg, line) = (panic_message(|| a.slice(3, 0..1)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 3"]);
+    let (msg, line) = (panic_message(|| a.unsqueeze(3)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 3"]);
+}
+
+#[test]
+fn slice_range_past_the_end() {
+    let tape = Tape::<f64>::new();
+    let a = tape.constant(zeros(&[2, 3]));
+    let (msg, line) = (panic_message(|| a.slice(1, 1..4)), line!());
+    assert_names(&msg, line, &["[2, 3]", "1..4"]);
+}
+
+#[test]
+fn concat_mismatch() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.constant(zeros(&[2, 3])), tape.constant(zeros(&[2, 4])));
+    let (msg, line) = (panic_message(|| Var::concat(&[a, b], 0)), line!());
+    assert_names(&msg, line, &["[2, 3]", "[2, 4]"]);
+    let (msg, line) = (panic_message(|| Var::concat(&[a, b], 2)), line!());
+    assert_names(&msg, line, &["[2, 3]", "axis 2"]);
+}
+
+#[test]
+fn gather_and_select_rows_out_of_range() {
+    let tape = Tape::<f64>::new();
+    let a = tape.constant(zeros(&[2, 3]));
+    let (msg, line) = (panic_message(|| a.gather(1, &array![[0], [3]])), line!());
+    assert_names(&msg, line, &["[2, 3]", "index 3"]);
+    let (msg, line) = (panic_message(|| a.gather(1, &array![[0, 1]])), line!());
+    assert_names(&msg, line, &["[2, 3]", "[1, 2]"]);
+    let (msg, line) = (panic_message(|| a.select_rows(&[0, 2])), line!());
+    assert_names(&msg, line, &["[2, 3]", "index 2"]);
+}
+
+#[test]
+fn linear_mismatch() {
+    let tape = Tape::<f64>::new();
+    let (x, w) = (tape.constant(zeros(&[5, 3])), tape.constant(zeros(&[4, 2])));
+    let (msg, line) = (panic_message(|| x.linear(w, None)), line!());
+    assert_names(&msg, line, &["[5, 3]", "[4, 2]"]);
+    let (w, b) = (tape.constant(zeros(&[3, 2])), tape.constant(zeros(&[3])));
+    let (msg, line) = (panic_message(|| x.linear(w, Some(b))), line!());
+    assert_names(&msg, line, &["[5, 3]", "[3, 2]", "[3]"]);
+}
+
+#[test]
+fn other_shape_misuse() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.constant(zeros(&[2, 3])), tape.constant(zeros(&[3, 2])));
+    let (msg, line) = (panic_message(|| a.bce_with_logits(b)), line!());
+    assert_names(&msg, line, &["[2, 3]", "[3, 2]"]);
+    let (msg, line) = (panic_message(|| a.broadcast_to(&[3, 3])), line!());
+    assert_names(&msg, line, &["[2, 3]", "[3, 3]"]);
+    let v = tape.constant(zeros(&[3]));
+    let (msg, line) = (panic_message(|| v.t()), line!());
+    assert_names(&msg, line, &["[3]"]);
+}
+
+#[test]
+fn operands_from_different_tapes() {
+    let (t1, t2) = (Tape::<f64>::new(), Tape::<f64>::new());
+    let (a, b) = (t1.constant(zeros(&[2])), t2.constant(zeros(&[2])));
+    let (msg, line) = (panic_message(|| a + b), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let (msg, line) = (panic_message(|| a.matmul(b)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let (msg, line) = (panic_message(|| Var::concat(&[a, b], 0)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let (msg, line) = (panic_message(|| a.bce_with_logits(b)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let w = t2.constant(zeros(&[2, 2]));
+    let (msg, line) = (panic_message(|| a.linear(w, None)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+}
