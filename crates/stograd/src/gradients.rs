@@ -27,7 +27,13 @@ impl<F: Scalar> std::fmt::Debug for Gradients<F> {
         let reached = self.nodes.iter().filter(|g| g.is_some()).count();
         f.debug_struct("Gradients")
             .field("nodes_with_gradient", &reached)
-            .field("params", &self.params().map(|(id, g)| (id, g.shape().to_vec())).collect::<Vec<_>>())
+            .field(
+                "params",
+                &self
+                    .params()
+                    .map(|(id, g)| (id, g.shape().to_vec()))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -375,7 +375,9 @@ impl<'t, F: Scalar> Var<'t, F> {
     /// If the value has more or fewer than one element.
     #[track_caller]
     pub fn item(self) -> F {
-        let (len, first) = self.tape.with_value(self.index, |v| (v.len(), v.iter().next().copied()));
+        let (len, first) = self
+            .tape
+            .with_value(self.index, |v| (v.len(), v.iter().next().copied()));
         assert!(
             len == 1,
             "item() needs exactly one element, the shape is {:?} (at {})",

@@ -1,314 +1,18 @@
-//! Discrete distributions: [`Bernoulli`] over `{0, 1}`, [`Categorical`] over the category
-//! indices `0..K` and [`OneHotCategorical`] over the one-hot vectors of length `K`.
-//!
-//! None of them is reparameterizable: [`noise`](Distribution::noise) and
-//! [`reparameterize`](Distribution::reparameterize) return [`Error::NoPathwise`]. Their
-//! gradients come from score-function estimators, or from the continuous relaxations in
-//! [`relaxed`](super::relaxed).
-//!
-//! Both parameterizations stay reachable through `probs()` and `logits()`. The one given to
-//! the constructor is kept and the other is derived (and recorded on the tape) on first use:
-//!
-//! - Bernoulli: `p = σ(l)`; `l = ln p − ln(1 − p)` with `p` clamped to `[ε, 1 − ε]`,
-//!   `ε = F::epsilon()` (PyTorch's `clamp_probs`), so that `log_prob` and the entropy stay
-//!   finite at `p ∈ {0, 1}`.
-//! - Categorical: `p = softmax(l)` and `l ← log_softmax(l)` over the last axis; from
-//!   probabilities, `p ← p / Σₖ pₖ` and `l = ln max(p, tiny)` with
-//!   `tiny = F::min_positive_value()`, so that `0 · ln 0` evaluates to 0 in the entropy and the
-//!   KL divergence (and `log_prob` of an impossible category is `ln tiny`, not `−∞`).
-//!
-//! | quantity | Bernoulli | Categorical | OneHotCategorical |
-//! |---|---|---|---|
-//! | `log_prob(x)` | `x l − softplus(l) = −bce_with_logits(l, x)` | `l[x]` | `Σₖ xₖ lₖ` |
-//! | mean | `p` | — (labels) | `p` |
-//! | variance | `p (1 − p)` | — (labels) | `p ⊙ (1 − p)` |
-//! | entropy | `bce_with_logits(l, p)` | `−Σₖ pₖ lₖ` | `−Σₖ pₖ lₖ` |
-//! | support (`enumerate_support`) | `0, 1` | `0, …, K − 1` | `e₀, …, e_{K−1}` |
+//! Categorical distributions over indices and over one-hot vectors, sharing one parameter core.
 
-use std::cell::OnceCell;
 use std::panic::Location;
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use rand::{Rng, RngExt};
 
-use super::{Constraint, Distribution, Family, check_param, draw_shape};
-use crate::broadcast::broadcast_shape;
+use super::{
+    Link, ProbsLogits, broadcast_var, one_hot_argmax, one_hot_shape, one_minus, straight_through,
+    support, value_shape,
+};
+use crate::dist::{
+    Constraint, Distribution, Family, RelaxedOneHotCategorical, check_param, draw_shape,
+};
 use crate::{Error, Result, Scalar, Var};
-
-/// How probabilities and logits convert into each other.
-#[derive(Clone, Copy, Debug)]
-enum Link {
-    /// Elementwise `p = σ(l)`.
-    Binary,
-    /// `p = softmax(l)` over the last axis.
-    Categorical,
-}
-
-/// One parameter in both forms: the one given, and the other derived on first use.
-#[derive(Clone, Debug)]
-struct ProbsLogits<'t, F: Scalar> {
-    link: Link,
-    /// The form given to the constructor (after normalization).
-    given: Var<'t, F>,
-    probs: OnceCell<Var<'t, F>>,
-    logits: OnceCell<Var<'t, F>>,
-}
-
-impl<'t, F: Scalar> ProbsLogits<'t, F> {
-    fn from_probs(link: Link, probs: Var<'t, F>) -> Self {
-        ProbsLogits {
-            link,
-            given: probs,
-            probs: OnceCell::from(probs),
-            logits: OnceCell::new(),
-        }
-    }
-
-    fn from_logits(link: Link, logits: Var<'t, F>) -> Self {
-        ProbsLogits {
-            link,
-            given: logits,
-            probs: OnceCell::new(),
-            logits: OnceCell::from(logits),
-        }
-    }
-
-    fn probs(&self) -> Var<'t, F> {
-        *self.probs.get_or_init(|| {
-            let l = *self.logits.get().expect("one form is always set");
-            match self.link {
-                Link::Binary => l.sigmoid(),
-                Link::Categorical => l.softmax(l.ndim() - 1),
-            }
-        })
-    }
-
-    fn logits(&self) -> Var<'t, F> {
-        *self.logits.get_or_init(|| {
-            let p = *self.probs.get().expect("one form is always set");
-            match self.link {
-                Link::Binary => {
-                    let p = p.clamp(F::epsilon(), F::one() - F::epsilon());
-                    p.log() - (-p).log1p()
-                }
-                Link::Categorical => p.clamp(F::min_positive_value(), F::one()).log(),
-            }
-        })
-    }
-}
-
-/// The shape `log_prob` evaluates at: the value's shape broadcast against `batch ++ event`.
-///
-/// # Panics
-/// If the shapes do not broadcast.
-pub(super) fn value_shape(
-    distribution: &str,
-    value: &[usize],
-    draw: &[usize],
-    location: &Location<'_>,
-) -> Vec<usize> {
-    broadcast_shape(value, draw).unwrap_or_else(|| {
-        panic!(
-            "{distribution}::log_prob: value of shape {value:?} does not broadcast against the \
-             draw shape {draw:?} (at {location})"
-        )
-    })
-}
-
-/// `v` broadcast to `shape` (no node when it already has that shape).
-fn broadcast_var<'t, F: Scalar>(v: Var<'t, F>, shape: &[usize]) -> Var<'t, F> {
-    if v.shape() == shape {
-        v
-    } else {
-        v.broadcast_to(shape)
-    }
-}
-
-/// `1 − v`, elementwise.
-fn one_minus<'t, F: Scalar>(v: Var<'t, F>) -> Var<'t, F> {
-    -v + F::one()
-}
-
-/// Every value of one batch element, stacked on a new leading axis: `[values, batch..]` holding
-/// `0, 1, …` or, with `one_hot`, `[values, batch.., values]` holding `e₀, e₁, …`.
-fn support<F: Scalar>(values: usize, batch: &[usize], one_hot: bool) -> ArrayD<F> {
-    let mut shape = draw_shape(&[values], batch);
-    if one_hot {
-        shape.push(values);
-        ArrayD::from_shape_fn(IxDyn(&shape), |i| {
-            if i[0] == i[shape.len() - 1] {
-                F::one()
-            } else {
-                F::zero()
-            }
-        })
-    } else {
-        ArrayD::from_shape_fn(IxDyn(&shape), |i| F::from_f64(i[0] as f64))
-    }
-}
-
-/// The Bernoulli distribution on `{0, 1}` with `P(1) = p = σ(l)`, elementwise.
-///
-/// - `log p(x) = x l − softplus(l) = −bce_with_logits(l, x)`
-/// - `E[x] = p`, `Var[x] = p (1 − p)`, `H = −p ln p − (1 − p) ln(1 − p) = bce_with_logits(l, p)`
-///
-/// The batch shape is the parameter's shape, the event shape `[]`. `log_prob` does not check
-/// that `x` is binary: for `x ∈ [0, 1]` it is the negative binary cross-entropy, as VAEs with
-/// grey-level pixels use. Draws are `u < p` with `u ~ U[0, 1)`.
-///
-/// # Example
-/// ```
-/// use ndarray::array;
-/// use rand::SeedableRng;
-/// use stograd::dist::{Bernoulli, Distribution};
-/// use stograd::Tape;
-///
-/// let tape = Tape::<f64>::new();
-/// let logits = tape.variable(array![0.0, 2.0]);
-/// let b = Bernoulli::from_logits(logits)?;
-/// let lp = b.log_prob(tape.constant(array![1.0, 0.0]));
-/// // ln σ(0) = −ln 2; ln(1 − σ(2)) = −softplus(2) = −ln(1 + e²)
-/// let want = [-(2f64.ln()), -(1.0 + 2f64.exp()).ln()];
-/// assert!((lp.value()[0] - want[0]).abs() < 1e-15 && (lp.value()[1] - want[1]).abs() < 1e-15);
-/// // ∂/∂l log p(x) = x − σ(l)
-/// let grads = lp.sum().backward()?;
-/// assert_eq!(grads.wrt(logits).unwrap()[0], 0.5);
-///
-/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-/// let x = b.sample(&mut rng);
-/// assert!(x.iter().all(|&v| v == 0.0 || v == 1.0));
-/// # Ok::<(), stograd::Error>(())
-/// ```
-///
-/// PyTorch: `torch.distributions.Bernoulli`.
-#[derive(Clone, Debug)]
-pub struct Bernoulli<'t, F: Scalar> {
-    params: ProbsLogits<'t, F>,
-    batch_shape: Vec<usize>,
-}
-
-impl<'t, F: Scalar> Bernoulli<'t, F> {
-    /// The Bernoulli distribution with `P(1) = probs`.
-    ///
-    /// `logits()` is then `ln p − ln(1 − p)` with `p` clamped to `[ε, 1 − ε]`, finite at 0
-    /// and 1; `probs()` is `probs` itself.
-    ///
-    /// # Example
-    /// ```
-    /// use ndarray::array;
-    /// use stograd::dist::{Bernoulli, Distribution};
-    /// use stograd::Tape;
-    ///
-    /// let tape = Tape::<f64>::new();
-    /// let b = Bernoulli::from_probs(tape.constant(array![0.25, 0.0]))?;
-    /// assert!((b.logits().value()[0] + 3f64.ln()).abs() < 1e-15); // ln(¼ / ¾)
-    /// // log P(x = 0) at p = 0 is ln(1 − ε) ≈ 0, not NaN
-    /// assert!(b.log_prob(tape.constant(array![0.0, 0.0])).value()[1].abs() < 1e-15);
-    /// assert!(Bernoulli::from_probs(tape.constant(array![1.5])).is_err());
-    /// # Ok::<(), stograd::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] naming the first element of `probs` outside `[0, 1]` (NaN
-    /// included).
-    ///
-    /// PyTorch: `Bernoulli(probs=p)`.
-    pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
-        check_param("Bernoulli", "probs", probs, Constraint::UnitInterval)?;
-        Ok(Bernoulli {
-            params: ProbsLogits::from_probs(Link::Binary, probs),
-            batch_shape: probs.shape(),
-        })
-    }
-
-    /// The Bernoulli distribution with log-odds `logits`: `P(1) = σ(logits)`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParameter`] naming the first element of `logits` that is not finite.
-    ///
-    /// PyTorch: `Bernoulli(logits=l)`.
-    pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
-        check_param("Bernoulli", "logits", logits, Constraint::Finite)?;
-        Ok(Bernoulli {
-            params: ProbsLogits::from_logits(Link::Binary, logits),
-            batch_shape: logits.shape(),
-        })
-    }
-
-    /// `P(1)`, shape `batch_shape`.
-    pub fn probs(&self) -> Var<'t, F> {
-        self.params.probs()
-    }
-
-    /// The log-odds `ln p − ln(1 − p)`, shape `batch_shape`.
-    pub fn logits(&self) -> Var<'t, F> {
-        self.params.logits()
-    }
-}
-
-impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
-    fn name(&self) -> &'static str {
-        "Bernoulli"
-    }
-
-    fn batch_shape(&self) -> &[usize] {
-        &self.batch_shape
-    }
-
-    fn event_shape(&self) -> &[usize] {
-        &[]
-    }
-
-    fn params(&self) -> Vec<Var<'t, F>> {
-        vec![self.params.given]
-    }
-
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
-        self.probs().value().mapv(|p| {
-            if rng.random::<f64>() < p.as_f64() {
-                F::one()
-            } else {
-                F::zero()
-            }
-        })
-    }
-
-    #[track_caller]
-    fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
-        let shape = value_shape(
-            "Bernoulli",
-            &x.shape(),
-            &self.batch_shape,
-            Location::caller(),
-        );
-        let logits = broadcast_var(self.logits(), &shape);
-        -logits.bce_with_logits(broadcast_var(x, &shape))
-    }
-
-    fn entropy(&self) -> Result<Var<'t, F>> {
-        // −p ln σ(l) − (1 − p) ln σ(−l)
-        Ok(self.logits().bce_with_logits(self.probs()))
-    }
-
-    fn mean(&self) -> Result<Var<'t, F>> {
-        Ok(self.probs())
-    }
-
-    fn variance(&self) -> Result<Var<'t, F>> {
-        let p = self.probs();
-        Ok(p * one_minus(p))
-    }
-
-    fn enumerate_support(&self) -> Result<ArrayD<F>> {
-        Ok(support(2, &self.batch_shape, false))
-    }
-
-    fn family(&self) -> Family<'t, F> {
-        Family::Bernoulli {
-            logits: self.logits(),
-        }
-    }
-}
 
 /// The parameters that [`Categorical`] and [`OneHotCategorical`] share: normalized
 /// probabilities and logits over the last axis.
@@ -574,6 +278,29 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
         Err(labels("variance"))
     }
 
+    /// Straight-through needs one-hot draws: use [`OneHotCategorical`].
+    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+        let _ = rng;
+        Err(Error::UnsupportedEstimator {
+            estimator: "StraightThrough",
+            distribution: "Categorical",
+            reason: "category indices carry no gradient; sample a OneHotCategorical with the \
+                     same parameters instead"
+                .into(),
+        })
+    }
+
+    /// A relaxed one-hot draw of shape `batch ++ [K]` (not an index): the
+    /// [`OneHotCategorical`] relaxation with the same logits.
+    fn gumbel_softmax<R: Rng + ?Sized>(
+        &self,
+        temperature: F,
+        hard: bool,
+        rng: &mut R,
+    ) -> Result<Var<'t, F>> {
+        OneHotCategorical::from_logits(self.logits())?.gumbel_softmax(temperature, hard, rng)
+    }
+
     fn enumerate_support(&self) -> Result<ArrayD<F>> {
         Ok(support(self.categories(), self.batch_shape(), false))
     }
@@ -718,6 +445,28 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
         Ok(p * one_minus(p))
     }
 
+    /// `hard + p − stop_grad(p)`: the one-hot draw forward, `∂z/∂p = I` backward.
+    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+        Ok(straight_through(self.sample(rng), self.probs()))
+    }
+
+    /// A [`RelaxedOneHotCategorical`] draw `softmax((l + g)/τ)` with Gumbel noise `g`; with
+    /// `hard`, the forward value is the one-hot argmax, which is exactly a categorical draw
+    /// (the Gumbel-max trick).
+    fn gumbel_softmax<R: Rng + ?Sized>(
+        &self,
+        temperature: F,
+        hard: bool,
+        rng: &mut R,
+    ) -> Result<Var<'t, F>> {
+        let y = RelaxedOneHotCategorical::new(temperature, self.clone())?.rsample(rng)?;
+        Ok(if hard {
+            straight_through(one_hot_argmax(&y.value()), y)
+        } else {
+            y
+        })
+    }
+
     fn enumerate_support(&self) -> Result<ArrayD<F>> {
         Ok(support(self.categories(), self.batch_shape(), true))
     }
@@ -725,25 +474,4 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     fn family(&self) -> Family<'t, F> {
         self.params.family()
     }
-}
-
-/// The shape a one-hot `log_prob` evaluates at; the value's last axis must be the `K`
-/// categories.
-///
-/// # Panics
-/// If `x`'s last axis is not `draw`'s last axis, or the shapes do not broadcast.
-pub(super) fn one_hot_shape<F: Scalar>(
-    distribution: &str,
-    x: Var<'_, F>,
-    draw: &[usize],
-    location: &Location<'_>,
-) -> Vec<usize> {
-    let got = x.shape();
-    let k = draw[draw.len() - 1];
-    assert!(
-        got.last() == Some(&k),
-        "{distribution}::log_prob: the last axis of the value (shape {got:?}) must hold the \
-         {k} categories (at {location})"
-    );
-    value_shape(distribution, &got, draw, location)
 }
