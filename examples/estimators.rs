@@ -230,19 +230,36 @@ fn measure(
     let tape = Tape::new();
     let g = (problem.run)(&tape, n, kind, rng)?;
     let elapsed = start.elapsed();
+    let draws = g.len() as f64;
     let values: Vec<f64> = g.iter().copied().collect();
+    // Antithetic rows i and i + n/2 form one estimate: summarize the pair means, and report
+    // the variance per draw (twice a pair mean's variance) so every row costs the same.
+    let (values, per_draw) = match kind {
+        Kind::Antithetic => {
+            let (first, second) = values.split_at(values.len() / 2);
+            (
+                first
+                    .iter()
+                    .zip(second)
+                    .map(|(a, b)| (a + b) / 2.0)
+                    .collect(),
+                2.0,
+            )
+        }
+        _ => (values, 1.0),
+    };
     let len = values.len() as f64;
     let mean = values.iter().sum::<f64>() / len;
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (len - 1.0);
+    let variance = per_draw * values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (len - 1.0);
     Ok(Row {
         problem: problem.name,
         estimator: name.to_owned(),
         exact: problem.exact,
         mean,
-        std_error: (variance / len).sqrt(),
+        std_error: (variance / draws).sqrt(),
         variance,
         tail_index: hill_tail_index(&values),
-        ns_per_sample: elapsed.as_secs_f64() * 1e9 / len,
+        ns_per_sample: elapsed.as_secs_f64() * 1e9 / draws,
     })
 }
 
@@ -277,9 +294,10 @@ fn main() -> ExitCode {
 }
 
 fn print_table(rows: &[Row], n: usize) {
-    println!("{n} single-sample gradients per estimator; bias in standard errors (|z| > 4 is");
+    println!("{n} draws per estimator. variance: of a one-draw gradient (antithetic: twice that");
+    println!("of a pair's mean, i.e. per draw at equal cost). z: bias in standard errors (|z| > 4");
     println!(
-        "significant); heavy = tail index < {INFINITE_VARIANCE_TAIL} (variance looks infinite)\n"
+        "is significant). tail: Hill index of |g|; heavy = below {INFINITE_VARIANCE_TAIL}: the variance looks infinite.\n"
     );
     println!(
         "{:<27} {:<35} {:>9} {:>10} {:>8} {:>7} {:>11} {:>6} {:>8}",
@@ -292,6 +310,14 @@ fn print_table(rows: &[Row], n: usize) {
         }
         last = r.problem;
         let (exact, z) = match r.exact {
+            // a deterministic estimate (zero variance) is compared to rounding, not in s.e.
+            Some(e) if r.std_error <= 1e-12 * e.abs().max(1.0) => {
+                let exact = (r.mean - e).abs() <= 1e-9 * e.abs().max(1.0);
+                (
+                    format!("{e:.5}"),
+                    if exact { "exact" } else { "off" }.to_string(),
+                )
+            }
             Some(e) => (
                 format!("{e:.5}"),
                 format!("{:+.1}", (r.mean - e) / r.std_error),
@@ -303,8 +329,13 @@ fn print_table(rows: &[Row], n: usize) {
         } else {
             ""
         };
+        let tail = if r.tail_index > 99.0 {
+            ">99".into()
+        } else {
+            format!("{:.2}", r.tail_index)
+        };
         println!(
-            "{:<27} {:<35} {:>9} {:>10.5} {:>8.5} {:>7} {:>11.5} {:>6.2} {:>8.1}{heavy}",
+            "{:<27} {:<35} {:>9} {:>10.5} {:>8.5} {:>7} {:>11.5} {:>6} {:>8.1}{heavy}",
             r.problem,
             r.estimator,
             exact,
@@ -312,7 +343,7 @@ fn print_table(rows: &[Row], n: usize) {
             r.std_error,
             z,
             r.variance,
-            r.tail_index,
+            tail,
             r.ns_per_sample
         );
     }

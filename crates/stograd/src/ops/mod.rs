@@ -177,6 +177,39 @@ pub(crate) fn broadcast_view<'a, F: Scalar>(
     v.broadcast(shape).expect("shape checked by the caller")
 }
 
+/// Runs `f` on every lane of `a` along `axis` as a slice, together with the matching lane of
+/// `b` (same shape). Lanes along the last axis of contiguous arrays are used in place; others
+/// go through a buffer.
+pub(crate) fn lanes_with<F: Scalar>(
+    a: &mut ArrayD<F>,
+    b: &ArrayD<F>,
+    axis: usize,
+    mut f: impl FnMut(&mut [F], &[F]),
+) {
+    debug_assert_eq!(a.shape(), b.shape());
+    let n = a.shape()[axis];
+    if n == 0 {
+        return;
+    }
+    if axis + 1 == a.ndim() {
+        if let (Some(x), Some(y)) = (a.as_slice_mut(), b.as_slice()) {
+            x.chunks_exact_mut(n)
+                .zip(y.chunks_exact(n))
+                .for_each(|(x, y)| f(x, y));
+            return;
+        }
+    }
+    let (mut x, mut y) = (vec![F::zero(); n], vec![F::zero(); n]);
+    Zip::from(a.lanes_mut(ndarray::Axis(axis)))
+        .and(b.lanes(ndarray::Axis(axis)))
+        .for_each(|mut la, lb| {
+            x.iter_mut().zip(&la).for_each(|(d, s)| *d = *s);
+            y.iter_mut().zip(&lb).for_each(|(d, s)| *d = *s);
+            f(&mut x, &y);
+            la.iter_mut().zip(&x).for_each(|(d, s)| *d = *s);
+        });
+}
+
 /// Node values are kept in standard (row-major, contiguous) layout.
 pub(crate) fn standard<F: Scalar>(a: ArrayD<F>) -> ArrayD<F> {
     if a.is_standard_layout() {

@@ -10,11 +10,10 @@
 
 use std::panic::Location;
 
-use ndarray::{ArrayViewMut1, Axis, Zip};
 use smallvec::smallvec;
 
 use super::unary::sigmoid;
-use super::{Backward, InputGrads, Leaf, Op, check_axis_at, zip2, zip3};
+use super::{Backward, InputGrads, Leaf, Op, check_axis_at, lanes_with, zip2, zip3};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
 
@@ -40,21 +39,18 @@ impl NnOp {
         match self {
             NnOp::Softmax(axis) | NnOp::LogSoftmax(axis) => {
                 let mut grad = g.clone();
-                Zip::from(grad.lanes_mut(Axis(axis)))
-                    .and(y.lanes(Axis(axis)))
-                    .for_each(|mut lane, y| {
-                        if let NnOp::Softmax(_) = self {
-                            let dot: F = lane.iter().zip(y).map(|(&g, &y)| g * y).sum();
-                            lane.iter_mut()
-                                .zip(y)
-                                .for_each(|(g, &y)| *g = y * (*g - dot));
-                        } else {
-                            let total: F = lane.sum();
-                            lane.iter_mut()
-                                .zip(y)
-                                .for_each(|(g, &y)| *g -= y.exp() * total);
-                        }
-                    });
+                let softmax = matches!(self, NnOp::Softmax(_));
+                lanes_with(&mut grad, y, axis, |g, y| {
+                    if softmax {
+                        let dot: F = g.iter().zip(y).map(|(&g, &y)| g * y).sum();
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
+                    } else {
+                        let total: F = g.iter().copied().sum();
+                        g.iter_mut()
+                            .zip(y)
+                            .for_each(|(g, &y)| *g -= y.exp() * total);
+                    }
+                });
                 smallvec![Some(grad)]
             }
             NnOp::BceWithLogits => {
@@ -69,16 +65,16 @@ impl NnOp {
 }
 
 /// Replaces a lane by its log-softmax (`log = true`) or softmax.
-fn normalize_lane<F: Scalar>(mut lane: ArrayViewMut1<'_, F>, log: bool) {
-    let m = lane.fold(F::neg_infinity(), |m, &v| m.max(v));
+fn normalize_lane<F: Scalar>(lane: &mut [F], log: bool) {
+    let m = lane.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
     let m = if m.is_finite() { m } else { F::zero() };
-    lane.mapv_inplace(|v| v - m);
+    lane.iter_mut().for_each(|v| *v -= m);
     let total: F = lane.iter().map(|v| v.exp()).sum();
     if log {
         let log_total = total.ln();
-        lane.mapv_inplace(|v| v - log_total);
+        lane.iter_mut().for_each(|v| *v -= log_total);
     } else {
-        lane.mapv_inplace(|v| v.exp() / total);
+        lane.iter_mut().for_each(|v| *v = v.exp() / total);
     }
 }
 
@@ -89,9 +85,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = self.tape.with_value(self.index, |a| {
             check_axis_at(op.name(), axis, a.shape(), location);
             let mut out = a.clone();
-            out.lanes_mut(Axis(axis))
-                .into_iter()
-                .for_each(|lane| normalize_lane(lane, matches!(op, NnOp::LogSoftmax(_))));
+            let log = matches!(op, NnOp::LogSoftmax(_));
+            lanes_with(&mut out, a, axis, |lane, _| normalize_lane(lane, log));
             out
         });
         self.tape

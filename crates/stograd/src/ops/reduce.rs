@@ -12,7 +12,7 @@
 
 use std::panic::Location;
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
 use smallvec::smallvec;
 
 use super::{Backward, InputGrads, Op, check_axis_at, standard};
@@ -41,72 +41,111 @@ impl ReduceOp {
         }
     }
 
+    fn axis(self) -> Option<usize> {
+        match self {
+            ReduceOp::Sum(axis) | ReduceOp::Mean(axis) | ReduceOp::Max(axis) => axis,
+            ReduceOp::LogSumExp(axis) => axis,
+        }
+    }
+
     fn forward<F: Scalar>(self, a: &ArrayD<F>) -> ArrayD<F> {
-        let lane_op = |lane: ArrayViewD<'_, F>| match self {
-            ReduceOp::Sum(_) => lane.sum(),
-            ReduceOp::Mean(_) => lane.sum() / F::from_f64(lane.len() as f64),
+        let lane_op = |lane: &[F]| match self {
+            ReduceOp::Sum(_) => lane.iter().copied().sum(),
+            ReduceOp::Mean(_) => lane.iter().copied().sum::<F>() / F::from_f64(lane.len() as f64),
             ReduceOp::Max(_) => max_of(lane.iter().copied()),
             ReduceOp::LogSumExp(_) => logsumexp(lane),
         };
-        match self {
-            ReduceOp::Sum(None)
-            | ReduceOp::Mean(None)
-            | ReduceOp::Max(None)
-            | ReduceOp::LogSumExp(None) => ArrayD::from_elem(IxDyn(&[]), lane_op(a.view())),
-            ReduceOp::Sum(Some(axis))
-            | ReduceOp::Mean(Some(axis))
-            | ReduceOp::Max(Some(axis))
-            | ReduceOp::LogSumExp(Some(axis)) => {
-                standard(a.map_axis(Axis(axis), |lane| lane_op(lane.into_dyn())))
-            }
+        match self.axis() {
+            None => ArrayD::from_elem(IxDyn(&[]), lane_op(a.as_slice().expect("standard layout"))),
+            Some(axis) => reduce_lanes(a, axis, lane_op),
         }
     }
 
     pub(crate) fn backward<F: Scalar>(self, b: &Backward<'_, F>) -> InputGrads<F> {
         let (x, y, g) = (b.inputs[0], b.output, b.grad);
-        // The gradient of one lane, given the lane, its reduced value and that value's gradient.
-        type LaneGrad<F> = fn(ArrayViewD<'_, F>, F, F) -> Vec<F>;
-        let (axis, per_lane): (Option<usize>, LaneGrad<F>) = match self {
-            ReduceOp::Sum(axis) => (axis, |lane, _, g| vec![g; lane.len()]),
-            ReduceOp::Mean(axis) => (axis, |lane, _, g| {
-                vec![g / F::from_f64(lane.len() as f64); lane.len()]
-            }),
-            ReduceOp::Max(axis) => (axis, |lane, y, g| {
-                let mut out = vec![F::zero(); lane.len()];
+        // Writes the gradient of one lane, given the lane, its reduced value and that value's
+        // gradient.
+        let per_lane = |lane: &[F], y: F, g: F, out: &mut [F]| match self {
+            ReduceOp::Sum(_) => out.fill(g),
+            ReduceOp::Mean(_) => out.fill(g / F::from_f64(lane.len() as f64)),
+            ReduceOp::Max(_) => {
+                out.fill(F::zero());
                 if let Some(i) = lane.iter().position(|&v| v == y) {
                     out[i] = g;
                 }
-                out
-            }),
+            }
             // softmax(x) = e^{x − m} / Σ e^{x − m}, with m the lane maximum: forming e^{x − y}
             // instead would lose the low digits of x − y when both are large
-            ReduceOp::LogSumExp(axis) => (axis, |lane, _, g| {
+            ReduceOp::LogSumExp(_) => {
                 let m = max_of(lane.iter().copied());
                 let m = if m.is_finite() { m } else { F::zero() };
                 let total: F = lane.iter().map(|&v| (v - m).exp()).sum();
-                lane.iter().map(|&v| g * (v - m).exp() / total).collect()
-            }),
+                out.iter_mut()
+                    .zip(lane)
+                    .for_each(|(o, &v)| *o = g * (v - m).exp() / total);
+            }
         };
-        let grad = match axis {
+        let mut grad = ArrayD::zeros(x.raw_dim());
+        match self.axis() {
             None => {
-                let data = per_lane(x.view(), y.first().copied().unwrap_or(F::zero()), g[[]]);
-                ArrayD::from_shape_vec(x.raw_dim(), data).expect("one gradient per element")
+                let out = grad.as_slice_mut().expect("a new array is contiguous");
+                per_lane(x.as_slice().expect("standard layout"), y[[]], g[[]], out);
             }
-            Some(axis) => {
-                let mut grad = ArrayD::zeros(x.raw_dim());
-                Zip::from(grad.lanes_mut(Axis(axis)))
-                    .and(x.lanes(Axis(axis)))
-                    .and(y)
-                    .and(g)
-                    .for_each(|mut out, lane, &y, &g| {
-                        let values = per_lane(lane.into_dyn(), y, g);
-                        out.iter_mut().zip(values).for_each(|(o, v)| *o = v);
-                    });
-                grad
-            }
-        };
+            Some(axis) => expand_lanes(&mut grad, x, y, g, axis, per_lane),
+        }
         smallvec![Some(grad)]
     }
+}
+
+/// `f` of every lane along `axis`, as an array without that axis.
+fn reduce_lanes<F: Scalar>(a: &ArrayD<F>, axis: usize, f: impl Fn(&[F]) -> F) -> ArrayD<F> {
+    let n = a.shape()[axis];
+    if axis + 1 == a.ndim() && n > 0 {
+        if let Some(s) = a.as_slice() {
+            let values = s.chunks_exact(n).map(&f).collect();
+            return ArrayD::from_shape_vec(IxDyn(&a.shape()[..axis]), values)
+                .expect("one per lane");
+        }
+    }
+    standard(a.map_axis(Axis(axis), |lane| match lane.as_slice() {
+        Some(s) => f(s),
+        None => f(&lane.to_vec()),
+    }))
+}
+
+/// Fills each lane of `grad` along `axis` with `f(x lane, y, g, grad lane)`, where `y` and `g`
+/// hold one value per lane.
+fn expand_lanes<F: Scalar>(
+    grad: &mut ArrayD<F>,
+    x: &ArrayD<F>,
+    y: &ArrayD<F>,
+    g: &ArrayD<F>,
+    axis: usize,
+    f: impl Fn(&[F], F, F, &mut [F]),
+) {
+    let n = x.shape()[axis];
+    if n == 0 {
+        return;
+    }
+    if axis + 1 == x.ndim() {
+        if let (Some(out), Some(xs)) = (grad.as_slice_mut(), x.as_slice()) {
+            let lanes = out.chunks_exact_mut(n).zip(xs.chunks_exact(n));
+            lanes
+                .zip(y.iter().zip(g))
+                .for_each(|((o, l), (&y, &g))| f(l, y, g, o));
+            return;
+        }
+    }
+    let (mut lane, mut out) = (vec![F::zero(); n], vec![F::zero(); n]);
+    Zip::from(grad.lanes_mut(Axis(axis)))
+        .and(x.lanes(Axis(axis)))
+        .and(y)
+        .and(g)
+        .for_each(|mut o, l, &y, &g| {
+            lane.iter_mut().zip(&l).for_each(|(d, s)| *d = *s);
+            f(&lane, y, g, &mut out);
+            o.iter_mut().zip(&out).for_each(|(d, s)| *d = *s);
+        });
 }
 
 /// The maximum, propagating NaN; `−∞` for no elements.
@@ -124,7 +163,7 @@ fn max_of<F: Scalar>(values: impl Iterator<Item = F>) -> F {
 }
 
 /// `m + ln Σ e^{x − m}` with `m = max x`; `±∞` when `m` is infinite.
-fn logsumexp<F: Scalar>(lane: ArrayViewD<'_, F>) -> F {
+fn logsumexp<F: Scalar>(lane: &[F]) -> F {
     let m = max_of(lane.iter().copied());
     if !m.is_finite() {
         return m;
