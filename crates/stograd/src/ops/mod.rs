@@ -191,13 +191,13 @@ pub(crate) fn lanes_with<F: Scalar>(
     if n == 0 {
         return;
     }
-    if axis + 1 == a.ndim() {
-        if let (Some(x), Some(y)) = (a.as_slice_mut(), b.as_slice()) {
-            x.chunks_exact_mut(n)
-                .zip(y.chunks_exact(n))
-                .for_each(|(x, y)| f(x, y));
-            return;
-        }
+    if axis + 1 == a.ndim()
+        && let (Some(x), Some(y)) = (a.as_slice_mut(), b.as_slice())
+    {
+        x.chunks_exact_mut(n)
+            .zip(y.chunks_exact(n))
+            .for_each(|(x, y)| f(x, y));
+        return;
     }
     let (mut x, mut y) = (vec![F::zero(); n], vec![F::zero(); n]);
     Zip::from(a.lanes_mut(ndarray::Axis(axis)))

@@ -100,12 +100,12 @@ impl ReduceOp {
 /// `f` of every lane along `axis`, as an array without that axis.
 fn reduce_lanes<F: Scalar>(a: &ArrayD<F>, axis: usize, f: impl Fn(&[F]) -> F) -> ArrayD<F> {
     let n = a.shape()[axis];
-    if axis + 1 == a.ndim() && n > 0 {
-        if let Some(s) = a.as_slice() {
-            let values = s.chunks_exact(n).map(&f).collect();
-            return ArrayD::from_shape_vec(IxDyn(&a.shape()[..axis]), values)
-                .expect("one per lane");
-        }
+    if axis + 1 == a.ndim()
+        && n > 0
+        && let Some(s) = a.as_slice()
+    {
+        let values = s.chunks_exact(n).map(&f).collect();
+        return ArrayD::from_shape_vec(IxDyn(&a.shape()[..axis]), values).expect("one per lane");
     }
     standard(a.map_axis(Axis(axis), |lane| match lane.as_slice() {
         Some(s) => f(s),
@@ -127,14 +127,14 @@ fn expand_lanes<F: Scalar>(
     if n == 0 {
         return;
     }
-    if axis + 1 == x.ndim() {
-        if let (Some(out), Some(xs)) = (grad.as_slice_mut(), x.as_slice()) {
-            let lanes = out.chunks_exact_mut(n).zip(xs.chunks_exact(n));
-            lanes
-                .zip(y.iter().zip(g))
-                .for_each(|((o, l), (&y, &g))| f(l, y, g, o));
-            return;
-        }
+    if axis + 1 == x.ndim()
+        && let (Some(out), Some(xs)) = (grad.as_slice_mut(), x.as_slice())
+    {
+        let lanes = out.chunks_exact_mut(n).zip(xs.chunks_exact(n));
+        lanes
+            .zip(y.iter().zip(g))
+            .for_each(|((o, l), (&y, &g))| f(l, y, g, o));
+        return;
     }
     let (mut lane, mut out) = (vec![F::zero(); n], vec![F::zero(); n]);
     Zip::from(grad.lanes_mut(Axis(axis)))
