@@ -16,7 +16,7 @@ use ndarray::{Array1, Array2};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use stograd::Tape;
-use stograd::dist::{Distribution, Normal};
+use stograd::dist::{Distribution, LowRankMultivariateNormal, MultivariateNormal, Normal};
 
 fn normal(c: &mut Criterion) {
     let mut group = c.benchmark_group("normal_rsample_log_prob");
@@ -48,7 +48,52 @@ fn normal(c: &mut Criterion) {
 }
 
 fn multivariate(c: &mut Criterion) {
-    let _ = (Array2::<f32>::zeros((1, 1)), c);
+    const BATCH: usize = 1024;
+    const D: usize = 64;
+    const RANK: usize = 8;
+    let mut group = c.benchmark_group("mvn_rsample_log_prob");
+    group.throughput(Throughput::Elements((BATCH * D) as u64));
+    let loc = Array2::from_shape_fn((BATCH, D), |(i, j)| ((i + 3 * j) % 11) as f32 * 0.05);
+    // A well-conditioned lower-triangular factor.
+    let scale_tril = Array2::from_shape_fn((D, D), |(i, j)| match i.cmp(&j) {
+        std::cmp::Ordering::Less => 0.0,
+        std::cmp::Ordering::Equal => 1.0 + (i % 3) as f32 * 0.1,
+        std::cmp::Ordering::Greater => ((i * 7 + j) % 13) as f32 * 0.01,
+    });
+    let cov_factor = Array2::from_shape_fn((D, RANK), |(i, j)| ((i * 5 + j) % 9) as f32 * 0.05);
+    let cov_diag = Array1::from_shape_fn(D, |i| 0.5 + (i % 4) as f32 * 0.1);
+    let mut rng = SmallRng::seed_from_u64(1);
+
+    group.bench_function("cholesky_d64/forward_backward", |b| {
+        b.iter_batched(
+            || (loc.clone(), scale_tril.clone()),
+            |(loc, l)| {
+                let tape = Tape::<f32>::new();
+                let q = MultivariateNormal::new(tape.variable(loc), tape.variable(l)).unwrap();
+                let z = tape.sample(&q, &mut rng);
+                black_box(q.log_prob(z).sum().backward().unwrap())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("low_rank_d64_r8/forward_backward", |b| {
+        b.iter_batched(
+            || (loc.clone(), cov_factor.clone(), cov_diag.clone()),
+            |(loc, u, d)| {
+                let tape = Tape::<f32>::new();
+                let q = LowRankMultivariateNormal::new(
+                    tape.variable(loc),
+                    tape.variable(u),
+                    tape.variable(d),
+                )
+                .unwrap();
+                let z = tape.sample(&q, &mut rng);
+                black_box(q.log_prob(z).sum().backward().unwrap())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
 }
 
 criterion_group! {

@@ -1,1 +1,119 @@
-fn main() {}
+//! Tape overhead and a dense layer, forward + backward.
+//!
+//! - `elementwise_chain`: 1000 elementwise ops on a 1- and a 16-element `f32` tensor, recorded
+//!   and differentiated. The throughput is in ops, so criterion's `elem/s` reads as ops per
+//!   second and the time divided by 1000 is the cost of one op, forward plus backward.
+//! - `dense_layer`: `relu(x W + b)` with `x` 128×784 (requiring a gradient), `W` 784×400,
+//!   `b` 400, through the fused `linear` op, against the three matrix products that any
+//!   engine must run for it (`x·W` forward, `xᵀG` and `G Wᵀ` backward) computed alone with
+//!   the same ndarray routine.
+//!
+//! Run with `cargo bench --bench tape`; results and the machine are in docs/benchmarks.md.
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayD, IxDyn};
+use stograd::{Params, Tape, Var};
+
+const CHAIN: usize = 1000;
+
+/// One elementwise op of the chain; cycling through four keeps values bounded and mixes
+/// unary functions with scalar arithmetic.
+fn step<'t>(x: Var<'t, f32>, i: usize) -> Var<'t, f32> {
+    match i % 4 {
+        0 => x.tanh(),
+        1 => x * 1.5,
+        2 => x + 0.25,
+        _ => x.sin(),
+    }
+}
+
+fn chain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("elementwise_chain");
+    group.throughput(Throughput::Elements(CHAIN as u64));
+    for len in [1usize, 16] {
+        let x0 = ArrayD::from_elem(IxDyn(&[len]), 0.3f32);
+        group.bench_with_input(BenchmarkId::new("forward_backward", len), &x0, |b, x0| {
+            b.iter(|| {
+                let tape = Tape::with_capacity(CHAIN + 2);
+                let x = tape.variable(x0.clone());
+                let mut y = x;
+                for i in 0..CHAIN {
+                    y = step(y, i);
+                }
+                black_box(y.backward().unwrap());
+            })
+        });
+    }
+    group.finish();
+}
+
+const BATCH: usize = 128;
+const IN: usize = 784;
+const OUT: usize = 400;
+
+/// A deterministic matrix with entries spread over `[-0.5, 0.5)`; the values do not matter to
+/// the timing, only that they are not all equal (half of the ReLUs are active).
+fn filled(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        ((i * 7919 + j * 104_729 + salt * 1_299_709) % 1000) as f32 / 1000.0 - 0.5
+    })
+}
+
+fn dense_layer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dense_layer_128x784x400");
+    // The matrix products run on both cores, which makes them noisier than the chain.
+    group.measurement_time(Duration::from_secs(5));
+    let x0 = filled(BATCH, IN, 1);
+    let w0 = filled(IN, OUT, 2);
+
+    // The engine: parameters read from a store (copied onto the tape, as in training), an
+    // input that requires a gradient, one fused node for `x W + b`, one for relu.
+    let mut params = Params::<f32>::new();
+    let w = params.insert("fc.weight", w0.clone().into_dyn()).unwrap();
+    let b = params
+        .insert(
+            "fc.bias",
+            filled(1, OUT, 3)
+                .into_shape_with_order(OUT)
+                .unwrap()
+                .into_dyn(),
+        )
+        .unwrap();
+    group.bench_function("engine_linear_relu_forward_backward", |bench| {
+        bench.iter(|| {
+            let tape = Tape::with_capacity(8);
+            let x = tape.variable(x0.clone());
+            let y = x
+                .linear(tape.param(&params, w), Some(tape.param(&params, b)))
+                .relu();
+            let grads = y.backward().unwrap();
+            black_box((grads.param(w).is_some(), grads.wrt(x).is_some()));
+        })
+    });
+
+    // The reference: the same three products, same shapes and transposes, same routine
+    // (ndarray's matrixmultiply backend), into preallocated outputs.
+    let g0 = filled(BATCH, OUT, 4);
+    let mut y = Array2::<f32>::zeros((BATCH, OUT));
+    let mut dw = Array2::<f32>::zeros((IN, OUT));
+    let mut dx = Array2::<f32>::zeros((BATCH, IN));
+    group.bench_function("three_matmuls_alone", |bench| {
+        bench.iter(|| {
+            general_mat_mul(1.0, &x0, &w0, 0.0, &mut y); // forward: x W
+            general_mat_mul(1.0, &x0.t(), &g0, 0.0, &mut dw); // dW = xᵀ G
+            general_mat_mul(1.0, &g0, &w0.t(), 0.0, &mut dx); // dx = G Wᵀ
+            black_box((&y, &dw, &dx));
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = chain, dense_layer
+}
+criterion_main!(benches);
