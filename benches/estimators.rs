@@ -54,7 +54,7 @@ fn step_cost(c: &mut Criterion) {
                 let cost = (x - tape.constant(target.clone())).square().sum_axis(1);
                 black_box(cost.backward().unwrap())
             },
-            BatchSize::LargeInput,
+            BatchSize::PerIteration,
         )
     });
 
@@ -69,7 +69,7 @@ fn step_cost(c: &mut Criterion) {
                 let cost = (z - tape.constant(target.clone())).square().sum_axis(1);
                 black_box(cost.backward().unwrap())
             },
-            BatchSize::LargeInput,
+            BatchSize::PerIteration,
         )
     });
     group.finish();

@@ -22,6 +22,20 @@ pub struct Gradients<F: Scalar> {
     params: Vec<Option<ParamGrad<F>>>,
 }
 
+impl<F: Scalar> Drop for Gradients<F> {
+    /// Hands the large gradients to the buffer pool for the next step.
+    fn drop(&mut self) {
+        for grad in self.nodes.drain(..).flatten() {
+            crate::pool::give(grad);
+        }
+        for slot in self.params.drain(..) {
+            if let Some(ParamGrad::Summed(sum)) = slot {
+                crate::pool::give(sum);
+            }
+        }
+    }
+}
+
 impl<F: Scalar> std::fmt::Debug for Gradients<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reached = self.nodes.iter().filter(|g| g.is_some()).count();

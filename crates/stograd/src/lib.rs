@@ -50,6 +50,7 @@ pub mod estimator;
 mod gradients;
 pub mod ops;
 mod params;
+mod pool;
 mod scalar;
 mod tape;
 

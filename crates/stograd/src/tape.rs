@@ -74,6 +74,15 @@ impl<F: Scalar> Default for Tape<F> {
     }
 }
 
+impl<F: Scalar> Drop for Tape<F> {
+    /// Hands the large node values to the buffer pool for the next step.
+    fn drop(&mut self) {
+        for node in self.nodes.get_mut().drain(..) {
+            crate::pool::give(node.value);
+        }
+    }
+}
+
 impl<F: Scalar> fmt::Debug for Tape<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tape")

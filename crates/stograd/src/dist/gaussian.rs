@@ -31,7 +31,7 @@ pub(crate) fn standard_normal<F: Scalar, R: Rng + ?Sized>(
     shape: &[usize],
     rng: &mut R,
 ) -> ArrayD<F> {
-    ArrayD::from_shape_simple_fn(shape, || F::from_f64(rng.sample::<f64, _>(StandardNormal)))
+    super::draw_array(shape, rng, |r| r.sample::<f64, _>(StandardNormal))
 }
 
 /// `v` broadcast to `shape`, without a node when it already has that shape.

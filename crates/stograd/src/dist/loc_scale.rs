@@ -462,8 +462,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
-        let eps =
-            ArrayD::from_shape_simple_fn(self.batch_shape.as_slice(), || F::from_f64(B::draw(rng)));
+        let eps: ArrayD<F> = super::draw_array(&self.batch_shape, rng, B::draw);
         let (loc, scale) = (self.loc.value(), self.scale.value());
         let shape = self.batch_shape.as_slice();
         Zip::from(&eps)
@@ -476,10 +475,9 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
         LogProbOp {
             name: B::NAME,
-            log_density: B::log_density::<F>,
-            score: B::score::<F>,
+            backward: log_prob_backward::<F, B>,
         }
-        .record(x, self.loc, self.scale, Location::caller())
+        .record::<B>(x, self.loc, self.scale, Location::caller())
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
@@ -513,10 +511,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
-        Ok(ArrayD::from_shape_simple_fn(
-            self.batch_shape.as_slice(),
-            || F::from_f64(B::draw(rng)),
-        ))
+        Ok(super::draw_array(&self.batch_shape, rng, B::draw))
     }
 
     #[track_caller]
@@ -536,10 +531,10 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
 /// The fused `log q(x)` of a location-scale distribution; inputs `[x, loc, scale]`.
 #[derive(Clone, Copy)]
-pub(crate) struct LogProbOp<F> {
+pub(crate) struct LogProbOp<F: Scalar> {
     name: &'static str,
-    log_density: fn(F) -> F,
-    score: fn(F) -> F,
+    /// The backward rule, instantiated for the base so its score inlines.
+    backward: fn(&Backward<'_, F>) -> InputGrads<F>,
 }
 
 impl<F: Scalar> LogProbOp<F> {
@@ -548,7 +543,7 @@ impl<F: Scalar> LogProbOp<F> {
     }
 
     #[track_caller]
-    fn record<'t>(
+    fn record<'t, B: Base>(
         self,
         x: Var<'t, F>,
         loc: Var<'t, F>,
@@ -574,15 +569,13 @@ impl<F: Scalar> LogProbOp<F> {
                         sv.shape()
                     )
                 });
-            let f = self.log_density;
+            let f = |x: F, l: F, s: F| B::log_density((x - l) / s) - s.ln();
             if xv.shape() == shape && lv.shape() == shape && sv.shape() == shape {
-                crate::ops::zip3(xv, lv, sv, |x, l, s| f((x - l) / s) - s.ln())
+                crate::ops::zip3(xv, lv, sv, f)
             } else {
                 let view =
                     |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
-                crate::ops::zip3(&view(xv), &view(lv), &view(sv), |x, l, s| {
-                    f((x - l) / s) - s.ln()
-                })
+                crate::ops::zip3(&view(xv), &view(lv), &view(sv), f)
             }
         };
         let parents = smallvec![x.index, loc.index, scale.index];
@@ -590,33 +583,38 @@ impl<F: Scalar> LogProbOp<F> {
     }
 
     pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
-        let (x, l, s, g) = (b.inputs[0], b.inputs[1], b.inputs[2], b.grad);
-        let shape = g.shape();
-        let view = |a| broadcast_view(a, shape);
-        let score = self.score;
-        // ∂/∂x = g φ'(u)/s; ∂/∂loc = −∂/∂x; ∂/∂scale = −g (φ'(u) u + 1)/s
-        let dx = standard(
-            Zip::from(g)
-                .and(view(x))
-                .and(view(l))
-                .and(view(s))
-                .map_collect(|&g, &x, &l, &s| g * score((x - l) / s) / s),
-        );
-        let ds = b.needs[2].then(|| {
-            let per = Zip::from(g)
-                .and(view(x))
-                .and(view(l))
-                .and(view(s))
-                .map_collect(|&g, &x, &l, &s| {
-                    let u = (x - l) / s;
-                    -g * (score(u) * u + F::one()) / s
-                });
-            sum_to(&standard(per), s.shape())
-        });
-        smallvec![
-            b.needs[0].then(|| sum_to(&dx, x.shape())),
-            b.needs[1].then(|| sum_to(&dx.mapv(|v| -v), l.shape())),
-            ds,
-        ]
+        (self.backward)(b)
     }
+}
+
+/// The backward rule of `LogProbOp` for base `B`.
+fn log_prob_backward<F: Scalar, B: Base>(b: &Backward<'_, F>) -> InputGrads<F> {
+    let (x, l, s, g) = (b.inputs[0], b.inputs[1], b.inputs[2], b.grad);
+    let shape = g.shape();
+    let view = |a| broadcast_view(a, shape);
+    let score = B::score::<F>;
+    // ∂/∂x = g φ'(u)/s; ∂/∂loc = −∂/∂x; ∂/∂scale = −g (φ'(u) u + 1)/s
+    let dx = standard(
+        Zip::from(g)
+            .and(view(x))
+            .and(view(l))
+            .and(view(s))
+            .map_collect(|&g, &x, &l, &s| g * score((x - l) / s) / s),
+    );
+    let ds = b.needs[2].then(|| {
+        let per = Zip::from(g)
+            .and(view(x))
+            .and(view(l))
+            .and(view(s))
+            .map_collect(|&g, &x, &l, &s| {
+                let u = (x - l) / s;
+                -g * (score(u) * u + F::one()) / s
+            });
+        sum_to(&standard(per), s.shape())
+    });
+    smallvec![
+        b.needs[0].then(|| sum_to(&dx, x.shape())),
+        b.needs[1].then(|| sum_to(&dx.mapv(|v| -v), l.shape())),
+        ds,
+    ]
 }

@@ -25,7 +25,8 @@ pub mod mvn;
 pub mod relaxed;
 
 use ndarray::ArrayD;
-use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 pub use discrete::{Bernoulli, Categorical, OneHotCategorical};
 pub use loc_scale::{Cauchy, Exponential, Laplace, LocScale, Logistic, Normal, Uniform};
@@ -240,12 +241,13 @@ pub(crate) enum Constraint {
 }
 
 impl Constraint {
+    /// Branch-free (`&`, not `&&`), so a scan over a slice vectorizes.
     fn holds<F: Scalar>(self, v: F) -> bool {
         match self {
             Constraint::Finite => v.is_finite(),
-            Constraint::Positive => v.is_finite() && v > F::zero(),
-            Constraint::NonNegative => v.is_finite() && v >= F::zero(),
-            Constraint::UnitInterval => v >= F::zero() && v <= F::one(),
+            Constraint::Positive => v.is_finite() & (v > F::zero()),
+            Constraint::NonNegative => v.is_finite() & (v >= F::zero()),
+            Constraint::UnitInterval => (v >= F::zero()) & (v <= F::one()),
         }
     }
 
@@ -266,9 +268,15 @@ pub(crate) fn check_param<F: Scalar>(
     v: Var<'_, F>,
     constraint: Constraint,
 ) -> Result<()> {
+    // Whole blocks are checked without early exit (that vectorizes); only a failing input
+    // is searched for its first bad element.
+    let all_hold = |s: &[F]| {
+        s.chunks(256)
+            .all(|c| c.iter().fold(true, |ok, &x| ok & constraint.holds(x)))
+    };
     let first_bad = |a: &ArrayD<F>| match a.as_slice() {
-        Some(s) => s.iter().position(|x| !constraint.holds(*x)),
-        None => a.iter().position(|x| !constraint.holds(*x)),
+        Some(s) if all_hold(s) => None,
+        _ => a.iter().position(|x| !constraint.holds(*x)),
     };
     v.with_value(|a| match first_bad(a) {
         None => Ok(()),
@@ -319,6 +327,51 @@ pub(crate) fn check_noise<F: Scalar>(noise: Var<'_, F>, expected: Vec<usize>) ->
             got,
         })
     }
+}
+
+/// An array of `shape` filled with `draw`, in chunks of
+/// [`PARALLEL_CHUNK`](crate::ops::PARALLEL_CHUNK) elements, each from its own generator seeded
+/// by one `u64` from `rng`. The result depends only on `rng`'s state (not on the number of
+/// threads), and large arrays fill on every core.
+pub(crate) fn draw_array<F: Scalar, R: Rng + ?Sized>(
+    shape: &[usize],
+    rng: &mut R,
+    draw: impl Fn(&mut SmallRng) -> f64 + Sync,
+) -> ArrayD<F> {
+    use rayon::prelude::*;
+    let chunk = crate::ops::PARALLEL_CHUNK;
+    let len: usize = shape.iter().product();
+    let seeds: Vec<u64> = (0..len.div_ceil(chunk)).map(|_| rng.next_u64()).collect();
+    let mut data = crate::pool::zeros::<F>(shape);
+    let data_slice = data.as_slice_mut().expect("a new array is contiguous");
+    let fill = |(values, &seed): (&mut [F], &u64)| {
+        fill_stream(values, &mut SmallRng::seed_from_u64(seed), &draw);
+    };
+    if seeds.len() > 1 {
+        data_slice
+            .par_chunks_mut(chunk)
+            .zip(seeds.par_iter())
+            .for_each(fill);
+    } else {
+        data_slice
+            .chunks_mut(chunk)
+            .zip(seeds.iter())
+            .for_each(fill);
+    }
+    data
+}
+
+/// Fills `values` from one stream. Kept out of line: inlined into the closure above, the
+/// generator's state was not kept in registers and sampling ran at half speed.
+#[inline(never)]
+fn fill_stream<F: Scalar>(
+    values: &mut [F],
+    stream: &mut SmallRng,
+    draw: &impl Fn(&mut SmallRng) -> f64,
+) {
+    values
+        .iter_mut()
+        .for_each(|v| *v = F::from_f64(draw(stream)));
 }
 
 /// `batch ++ event` as one shape.

@@ -29,6 +29,7 @@ use rand::{Rng, RngExt};
 use rand_distr::Open01;
 
 use super::discrete::{one_hot_shape, value_shape};
+use super::loc_scale::{Base, LogisticNoise};
 use super::{Bernoulli, Distribution, OneHotCategorical, check_noise, draw_shape};
 use crate::{Error, Result, Scalar, Var};
 
@@ -185,10 +186,11 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
     }
 
     fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
-        Ok(ArrayD::from_shape_simple_fn(self.batch_shape(), || {
-            let u = open01(rng);
-            F::from_f64(u.ln() - (-u).ln_1p())
-        }))
+        Ok(super::draw_array(
+            self.batch_shape(),
+            rng,
+            <LogisticNoise as Base>::draw,
+        ))
     }
 
     #[track_caller]
@@ -339,8 +341,9 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
     }
 
     fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
-        Ok(ArrayD::from_shape_simple_fn(self.draw_shape(), || {
-            F::from_f64(-(-open01(rng).ln()).ln())
+        // Gumbel noise −ln(−ln u)
+        Ok(super::draw_array(&self.draw_shape(), rng, |r| {
+            -(-open01(r).ln()).ln()
         }))
     }
 

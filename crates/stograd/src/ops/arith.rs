@@ -105,7 +105,7 @@ fn broadcast_map<F: Scalar>(
     a: &ArrayD<F>,
     b: &ArrayD<F>,
     shape: &[usize],
-    f: impl Fn(F, F) -> F,
+    f: impl Fn(F, F) -> F + Sync + Send,
 ) -> ArrayD<F> {
     if a.shape() == b.shape() {
         return zip2(a, b, f);
@@ -115,7 +115,11 @@ fn broadcast_map<F: Scalar>(
 }
 
 /// `f(g, x)` elementwise with `x` broadcast to `g`'s shape.
-fn times_broadcast<F: Scalar>(g: &ArrayD<F>, x: &ArrayD<F>, f: impl Fn(F, F) -> F) -> ArrayD<F> {
+fn times_broadcast<F: Scalar>(
+    g: &ArrayD<F>,
+    x: &ArrayD<F>,
+    f: impl Fn(F, F) -> F + Sync + Send,
+) -> ArrayD<F> {
     if g.shape() == x.shape() {
         zip2(g, x, f)
     } else {

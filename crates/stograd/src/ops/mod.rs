@@ -123,20 +123,41 @@ impl<F: Scalar> Op<F> {
     }
 }
 
-/// `f` applied to every element; node values are in standard layout, so this is a slice loop.
-pub(crate) fn map<F: Scalar>(a: &ArrayD<F>, f: impl Fn(F) -> F) -> ArrayD<F> {
+/// Arrays with at least this many elements are processed on rayon's thread pool; below it,
+/// threads cost more than they save.
+pub(crate) const PARALLEL_CHUNK: usize = 1 << 15;
+
+/// `f` applied to every element.
+pub(crate) fn map<F: Scalar>(a: &ArrayD<F>, f: impl Fn(F) -> F + Sync + Send) -> ArrayD<F> {
     match a.as_slice() {
-        Some(s) => from_vec(a, s.iter().map(|&x| f(x)).collect()),
-        None => a.mapv(f),
+        Some(s) if s.len() < PARALLEL_CHUNK => from_vec(a, s.iter().map(|&x| f(x)).collect()),
+        _ => {
+            let mut out = crate::pool::zeros(a.shape());
+            Zip::from(&mut out).and(a).par_for_each(|o, &x| *o = f(x));
+            out
+        }
     }
 }
 
 /// `f` applied elementwise to two arrays of one shape.
-pub(crate) fn zip2<F: Scalar>(a: &ArrayD<F>, b: &ArrayD<F>, f: impl Fn(F, F) -> F) -> ArrayD<F> {
+pub(crate) fn zip2<F: Scalar>(
+    a: &ArrayD<F>,
+    b: &ArrayD<F>,
+    f: impl Fn(F, F) -> F + Sync + Send,
+) -> ArrayD<F> {
     debug_assert_eq!(a.shape(), b.shape());
     match (a.as_slice(), b.as_slice()) {
-        (Some(x), Some(y)) => from_vec(a, x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect()),
-        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+        (Some(x), Some(y)) if x.len() < PARALLEL_CHUNK => {
+            from_vec(a, x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect())
+        }
+        _ => {
+            let mut out = crate::pool::zeros(a.shape());
+            Zip::from(&mut out)
+                .and(a)
+                .and(b)
+                .par_for_each(|o, &x, &y| *o = f(x, y));
+            out
+        }
     }
 }
 
@@ -145,11 +166,11 @@ pub(crate) fn zip3<F: Scalar>(
     a: &ArrayD<F>,
     b: &ArrayD<F>,
     c: &ArrayD<F>,
-    f: impl Fn(F, F, F) -> F,
+    f: impl Fn(F, F, F) -> F + Sync + Send,
 ) -> ArrayD<F> {
     debug_assert!(a.shape() == b.shape() && b.shape() == c.shape());
     match (a.as_slice(), b.as_slice(), c.as_slice()) {
-        (Some(x), Some(y), Some(z)) => from_vec(
+        (Some(x), Some(y), Some(z)) if x.len() < PARALLEL_CHUNK => from_vec(
             a,
             x.iter()
                 .zip(y)
@@ -157,16 +178,13 @@ pub(crate) fn zip3<F: Scalar>(
                 .map(|((&x, &y), &z)| f(x, y, z))
                 .collect(),
         ),
-        _ => Zip::from(a)
-            .and(b)
-            .and(c)
-            .map_collect(|&x, &y, &z| f(x, y, z)),
+        _ => {
+            let mut out = crate::pool::zeros(a.shape());
+            let zip = Zip::from(&mut out).and(a).and(b).and(c);
+            zip.par_for_each(|o, &x, &y, &z| *o = f(x, y, z));
+            out
+        }
     }
-}
-
-/// An array of `like`'s shape holding `data` in standard order.
-pub(crate) fn from_vec<F: Scalar>(like: &ArrayD<F>, data: Vec<F>) -> ArrayD<F> {
-    ArrayD::from_shape_vec(like.raw_dim(), data).expect("one element per element of `like`")
 }
 
 /// `v` viewed at a shape it broadcasts to (checked by the caller).
@@ -208,6 +226,11 @@ pub(crate) fn lanes_with<F: Scalar>(
             f(&mut x, &y);
             la.iter_mut().zip(&x).for_each(|(d, s)| *d = *s);
         });
+}
+
+/// An array of `like`'s shape holding `data` in standard order.
+fn from_vec<F: Scalar>(like: &ArrayD<F>, data: Vec<F>) -> ArrayD<F> {
+    ArrayD::from_shape_vec(like.raw_dim(), data).expect("one element per element of `like`")
 }
 
 /// Node values are kept in standard (row-major, contiguous) layout.
