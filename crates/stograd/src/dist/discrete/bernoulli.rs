@@ -2,13 +2,14 @@
 
 use std::panic::Location;
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Zip};
 use rand::{Rng, RngExt};
 
 use super::{
     Link, ProbsLogits, broadcast_var, one_minus, step, straight_through, support, value_shape,
 };
-use crate::dist::{Constraint, Distribution, Family, RelaxedBernoulli, check_param};
+use crate::dist::{draw_array, Constraint, Distribution, Family, RelaxedBernoulli, check_param};
+use crate::ops::PARALLEL_CHUNK;
 use crate::{Result, Scalar, Var};
 
 /// The Bernoulli distribution on `{0, 1}` with `P(1) = p = σ(l)`, elementwise.
@@ -128,9 +129,16 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     }
 
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
-        self.probs()
-            .value()
-            .mapv(|p| step(rng.random::<f64>() < p.as_f64()))
+        // u ~ U[0, 1) in f64, so that small probabilities keep their resolution in f32 too
+        let u: ArrayD<f64> = draw_array(&self.batch_shape, rng, |r| r.random::<f64>());
+        self.probs().with_value(|p| {
+            let zip = Zip::from(&u).and(p);
+            if u.len() >= PARALLEL_CHUNK {
+                zip.par_map_collect(|&u, &p| step(u < p.as_f64()))
+            } else {
+                zip.map_collect(|&u, &p| step(u < p.as_f64()))
+            }
+        })
     }
 
     #[track_caller]
