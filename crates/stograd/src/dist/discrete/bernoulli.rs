@@ -8,7 +8,7 @@ use rand::{Rng, RngExt};
 use super::{
     Link, ProbsLogits, broadcast_var, one_minus, step, straight_through, support, value_shape,
 };
-use crate::dist::{draw_array, Constraint, Distribution, Family, RelaxedBernoulli, check_param};
+use crate::dist::{Constraint, Distribution, Family, RelaxedBernoulli, check_param, draw_array};
 use crate::ops::PARALLEL_CHUNK;
 use crate::{Result, Scalar, Var};
 

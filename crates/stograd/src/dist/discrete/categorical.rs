@@ -71,29 +71,32 @@ impl<'t, F: Scalar> CategoricalParams<'t, F> {
 
     /// One category index per batch element, in row-major order, by inverting the CDF.
     fn draw_indices<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<usize> {
-        let probs = self.params.probs().value();
-        let last = Axis(probs.ndim() - 1);
-        probs
-            .lanes(last)
-            .into_iter()
-            .map(|lane| {
-                let u: f64 = rng.random();
-                let mut cumulative = 0.0;
-                let mut pick = None;
-                for (k, &p) in lane.iter().enumerate() {
-                    let p = p.as_f64();
-                    if p > 0.0 {
-                        // Rounding may leave Σ p just below u: the last positive category wins.
-                        pick = Some(k);
-                        cumulative += p;
-                        if u < cumulative {
-                            break;
+        let k = self.shape[self.shape.len() - 1];
+        let probs = self.params.probs();
+        probs.with_value(|probs| {
+            probs
+                .as_slice()
+                .expect("node values are contiguous")
+                .chunks_exact(k)
+                .map(|lane| {
+                    let u: f64 = rng.random();
+                    let mut cumulative = 0.0;
+                    let mut pick = None;
+                    for (k, &p) in lane.iter().enumerate() {
+                        let p = p.as_f64();
+                        if p > 0.0 {
+                            // Rounding may leave Σ p just below u: the last positive category wins.
+                            pick = Some(k);
+                            cumulative += p;
+                            if u < cumulative {
+                                break;
+                            }
                         }
                     }
-                }
-                pick.expect("a row has positive mass")
-            })
-            .collect()
+                    pick.expect("a row has positive mass")
+                })
+                .collect()
+        })
     }
 
     fn entropy(&self) -> Var<'t, F> {

@@ -187,10 +187,9 @@ pub(super) fn step<F: Scalar>(condition: bool) -> F {
 /// The one-hot vector of each lane's largest element along the last axis.
 pub(super) fn one_hot_argmax<F: Scalar>(y: &ArrayD<F>) -> ArrayD<F> {
     let mut out = ArrayD::zeros(y.raw_dim());
-    let last = ndarray::Axis(y.ndim() - 1);
-    for (mut o, lane) in out.lanes_mut(last).into_iter().zip(y.lanes(last)) {
+    crate::ops::lanes_with(&mut out, y, y.ndim() - 1, |o, lane| {
         let best = (0..lane.len()).fold(0, |b, k| if lane[k] > lane[b] { k } else { b });
         o[best] = F::one();
-    }
+    });
     out
 }
