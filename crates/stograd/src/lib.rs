@@ -61,6 +61,11 @@ pub use params::{ParamId, Params};
 pub use scalar::Scalar;
 pub use tape::{Tape, Var};
 
+/// The README's tour, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeTour;
+
 /// The types most programs need: `use stograd::prelude::*;`.
 pub mod prelude {
     pub use crate::dist::Distribution;

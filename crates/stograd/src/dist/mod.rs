@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | [location-scale](loc_scale) | [`Normal`], [`Laplace`], [`Logistic`], [`Cauchy`], [`Uniform`], [`Exponential`] | yes: `loc + scale·ε` |
 //! | [multivariate normal](mvn) | [`MultivariateNormal`] (`scale_tril`), [`LowRankMultivariateNormal`] (`cov_factor`, `cov_diag`) | yes |
-//! | [discrete](discrete) | [`Bernoulli`], [`Categorical`], [`OneHotCategorical`] | no |
-//! | [relaxed](relaxed) | [`RelaxedBernoulli`], [`RelaxedOneHotCategorical`] (Gumbel-softmax) | yes |
+//! | [discrete] | [`Bernoulli`], [`Categorical`], [`OneHotCategorical`] | no |
+//! | [relaxed] | [`RelaxedBernoulli`], [`RelaxedOneHotCategorical`] (Gumbel-softmax) | yes |
 //!
 //! Shapes follow PyTorch: a distribution has a *batch shape* (independent copies) and an
 //! *event shape* (the shape of one draw: `[]` for scalars, `[d]` for a `d`-dimensional
@@ -13,7 +13,7 @@
 //! returns one value per batch element. The leading batch axis is the *plate* along which
 //! score-function estimators assign credit row by row.
 //!
-//! Constructors validate their parameters and return [`Error`](crate::Error) naming the
+//! Constructors validate their parameters and return [`Error`] naming the
 //! parameter and the first bad value; no NaN leaks out of a constructor.
 
 pub mod discrete;

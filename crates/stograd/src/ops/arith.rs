@@ -3,7 +3,7 @@
 //!
 //! Broadcasting aligns trailing axes; an axis of length 1 (or a missing leading axis) repeats.
 //! The backward rule reduces each input's gradient back over the axes it was broadcast along
-//! ([`sum_to`](crate::broadcast::sum_to)):
+//! ([`crate::broadcast::sum_to`]):
 //!
 //! | op | `∂/∂a` | `∂/∂b` |
 //! |---|---|---|

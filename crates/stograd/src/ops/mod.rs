@@ -1,7 +1,7 @@
 //! The differentiable operations on [`Var`](crate::Var), one file per family.
 //!
 //! Each family file holds its op variants, the `Var` methods that record them (the forward
-//! rule) and the backward rule, side by side. This module joins the families into [`Op`] and
+//! rule) and the backward rule, side by side. This module joins the families into `Op` and
 //! dispatches backward once.
 //!
 //! | family | ops |

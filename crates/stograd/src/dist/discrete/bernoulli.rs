@@ -74,7 +74,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the first element of `probs` outside `[0, 1]` (NaN
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first element of `probs` outside `[0, 1]` (NaN
     /// included).
     ///
     /// PyTorch: `Bernoulli(probs=p)`.
@@ -89,7 +89,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// The Bernoulli distribution with log-odds `logits`: `P(1) = σ(logits)`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the first element of `logits` that is not finite.
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first element of `logits` that is not finite.
     ///
     /// PyTorch: `Bernoulli(logits=l)`.
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {

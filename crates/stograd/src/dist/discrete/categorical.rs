@@ -186,9 +186,9 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// normalized by its sum.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the first negative or non-finite element, or the
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first negative or non-finite element, or the
     /// first row whose sum is not positive and finite (all zeros);
-    /// [`Error::InvalidArgument`] if `probs` is 0-dimensional or has no categories.
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `probs` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(probs=p)`.
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
@@ -199,8 +199,8 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// be normalized.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] naming the first element that is not finite;
-    /// [`Error::InvalidArgument`] if `logits` is 0-dimensional or has no categories.
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first element that is not finite;
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `logits` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(logits=l)`.
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {

@@ -1,8 +1,8 @@
 //! Discrete distributions: [`Bernoulli`] over `{0, 1}`, [`Categorical`] over the category
 //! indices `0..K` and [`OneHotCategorical`] over the one-hot vectors of length `K`.
 //!
-//! None of them is reparameterizable: [`noise`](Distribution::noise) and
-//! [`reparameterize`](Distribution::reparameterize) return [`Error::NoPathwise`]. Their
+//! None of them is reparameterizable: [`noise`](crate::dist::Distribution::noise) and
+//! [`reparameterize`](crate::dist::Distribution::reparameterize) return [`Error::NoPathwise`](crate::Error::NoPathwise). Their
 //! gradients come from score-function estimators, or from the continuous relaxations in
 //! [`relaxed`](super::relaxed).
 //!
