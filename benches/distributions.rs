@@ -84,6 +84,29 @@ fn multivariate(c: &mut Criterion) {
     let cov_diag = Array1::from_shape_fn(D, |i| 0.5 + (i % 4) as f32 * 0.1);
     let mut rng = SmallRng::seed_from_u64(1);
 
+    group.bench_function("cholesky_d64/forward", |b| {
+        let inputs = (loc.clone(), scale_tril.clone());
+        b.iter_custom(|iters| {
+            timed_steps(iters, &inputs, |(loc, l)| {
+                let tape = Tape::<f32>::new();
+                let q = MultivariateNormal::new(tape.constant(loc), tape.constant(l)).unwrap();
+                let z = tape.sample(&q, &mut rng);
+                q.log_prob(z).len()
+            })
+        })
+    });
+    group.bench_function("low_rank_d64_r8/forward", |b| {
+        let inputs = (loc.clone(), cov_factor.clone(), cov_diag.clone());
+        b.iter_custom(|iters| {
+            timed_steps(iters, &inputs, |(loc, u, d)| {
+                let tape = Tape::<f32>::new();
+                let (loc, u, d) = (tape.constant(loc), tape.constant(u), tape.constant(d));
+                let q = LowRankMultivariateNormal::new(loc, u, d).unwrap();
+                let z = tape.sample(&q, &mut rng);
+                q.log_prob(z).len()
+            })
+        })
+    });
     group.bench_function("cholesky_d64/forward_backward", |b| {
         let inputs = (loc.clone(), scale_tril.clone());
         b.iter_custom(|iters| {

@@ -617,3 +617,41 @@ fn straight_through_and_gumbel_reject_continuous_distributions() {
         "{err}"
     );
 }
+
+/// `supports(e)` for every estimator kind, against whether `sample_with` accepts it.
+fn check_supports<'t, D: stograd::dist::Distribution<'t, f64>>(tape: &'t Tape<f64>, d: &D) {
+    let mut rng = StdRng::seed_from_u64(300);
+    let estimators = [
+        Estimator::Pathwise,
+        Estimator::Antithetic,
+        Estimator::score_function(),
+        Estimator::StraightThrough,
+        Estimator::GumbelSoftmax {
+            temperature: 0.5,
+            hard: true,
+        },
+    ];
+    for e in estimators {
+        let name = e.name();
+        let claimed = d.supports(&e);
+        let sampled = tape.sample_with(d, e, &mut rng);
+        assert_eq!(
+            claimed,
+            sampled.is_ok(),
+            "{} with {name}: {sampled:?}",
+            d.name()
+        );
+    }
+}
+
+#[test]
+fn supports_matches_what_sampling_accepts() {
+    let tape = Tape::<f64>::new();
+    let two = || tape.constant(ndarray::array![0.3, 0.6]);
+    check_supports(&tape, &Normal::new(two(), two()).unwrap());
+    check_supports(&tape, &stograd::dist::Exponential::new(two()).unwrap());
+    check_supports(&tape, &Bernoulli::from_probs(two()).unwrap());
+    let logits = || tape.constant(ndarray::array![[0.3, 0.6, 0.1], [0.0, 1.0, -1.0]]);
+    check_supports(&tape, &Categorical::from_logits(logits()).unwrap());
+    check_supports(&tape, &OneHotCategorical::from_logits(logits()).unwrap());
+}

@@ -280,16 +280,107 @@ pub struct LocScale<'t, F: Scalar, B: Base> {
 }
 
 /// `N(loc, scale²)`. PyTorch: `torch.distributions.Normal`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Normal};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Normal::new(tape.constant(array![1.0]), tape.constant(array![2.0]))?;
+/// // Var = σ² = 4; H = ½ ln(2πe σ²)
+/// assert_eq!(q.variance()?.value()[0], 4.0);
+/// let h = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * 4.0).ln();
+/// assert!((q.entropy()?.value()[0] - h).abs() < 1e-14);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Normal<'t, F> = LocScale<'t, F, NormalNoise>;
-/// Laplace with location `loc` and scale `scale`. PyTorch: `torch.distributions.Laplace`.
+/// Laplace with location `loc` and scale `scale`: density `e^{−|x − loc|/scale} / (2 scale)`.
+/// PyTorch: `torch.distributions.Laplace`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Laplace};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Laplace::new(tape.constant(array![0.0]), tape.constant(array![0.5]))?;
+/// // log q(0) = −ln(2 · 0.5) = 0; Var = 2 scale²
+/// assert!(q.log_prob(tape.constant(array![0.0])).value()[0].abs() < 1e-15);
+/// assert_eq!(q.variance()?.value()[0], 0.5);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Laplace<'t, F> = LocScale<'t, F, LaplaceNoise>;
-/// Logistic with location `loc` and scale `scale`.
+/// Logistic with location `loc` and scale `scale`: CDF `σ((x − loc)/scale)`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Logistic};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Logistic::new(tape.constant(array![0.0]), tape.constant(array![1.0]))?;
+/// // density at the location: 1/(4 scale)
+/// let lp = q.log_prob(tape.constant(array![0.0])).value()[0];
+/// assert!((lp - 0.25f64.ln()).abs() < 1e-15);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Logistic<'t, F> = LocScale<'t, F, LogisticNoise>;
-/// Cauchy with location `loc` and scale `scale`. PyTorch: `torch.distributions.Cauchy`.
+/// Cauchy with location `loc` and scale `scale`; it has no mean and no variance.
+/// PyTorch: `torch.distributions.Cauchy`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Cauchy};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Cauchy::new(tape.constant(array![0.0]), tape.constant(array![1.0]))?;
+/// assert!(q.mean().is_err()); // Error::Undefined, not NaN
+/// // H = ln(4π scale)
+/// assert!((q.entropy()?.value()[0] - (4.0 * std::f64::consts::PI).ln()).abs() < 1e-14);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Cauchy<'t, F> = LocScale<'t, F, CauchyNoise>;
 /// Uniform on `[low, high]`. PyTorch: `torch.distributions.Uniform`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Uniform};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Uniform::new(tape.constant(array![-1.0]), tape.constant(array![3.0]))?;
+/// // log q = −ln(high − low) inside, −∞ outside; mean (low + high)/2
+/// let lp = q.log_prob(tape.constant(array![0.0])).value()[0];
+/// assert!((lp + 4f64.ln()).abs() < 1e-15);
+/// assert_eq!(q.log_prob(tape.constant(array![5.0])).value()[0], f64::NEG_INFINITY);
+/// assert_eq!(q.mean()?.value()[0], 1.0);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Uniform<'t, F> = LocScale<'t, F, UniformNoise>;
-/// Exponential with rate `rate`. PyTorch: `torch.distributions.Exponential`.
+/// Exponential with rate `rate` (`loc = 0`, `scale = 1/rate`). PyTorch:
+/// `torch.distributions.Exponential`.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::dist::{Distribution, Exponential};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let q = Exponential::new(tape.constant(array![2.0]))?;
+/// // mean 1/rate, log q(x) = ln rate − rate·x
+/// assert_eq!(q.mean()?.value()[0], 0.5);
+/// let lp = q.log_prob(tape.constant(array![1.0])).value()[0];
+/// assert!((lp - (2f64.ln() - 2.0)).abs() < 1e-15);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub type Exponential<'t, F> = LocScale<'t, F, ExponentialNoise>;
 
 /// Bases whose natural parameters are a location and a scale.

@@ -184,6 +184,24 @@ pub trait Distribution<'t, F: Scalar> {
         false
     }
 
+    /// Whether [`Tape::sample_with`](crate::Tape::sample_with) accepts `estimator` for this
+    /// distribution: pathwise where there is `rsample`, antithetic where the noise is also
+    /// symmetric, the score function always; straight-through and Gumbel-softmax where the
+    /// distribution overrides [`straight_through`](Self::straight_through) and
+    /// [`gumbel_softmax`](Self::gumbel_softmax) (and says so here).
+    ///
+    /// A `true` here can still meet a data-dependent error at sampling (an odd batch for
+    /// antithetic pairs, a baseline of the wrong shape).
+    fn supports(&self, estimator: &crate::Estimator<'t, F>) -> bool {
+        use crate::Estimator as E;
+        match estimator {
+            E::Pathwise => self.has_rsample(),
+            E::Antithetic => self.has_rsample() && self.symmetric_noise(),
+            E::ScoreFunction { .. } => true,
+            E::StraightThrough | E::GumbelSoftmax { .. } => false,
+        }
+    }
+
     /// The family and parameters that [`kl::kl_divergence`] dispatches on.
     fn family(&self) -> Family<'t, F> {
         Family::Other

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::dist::{Constraint, Distribution, Family, RelaxedBernoulli, check_param, draw_array};
 use crate::ops::PARALLEL_CHUNK;
-use crate::{Result, Scalar, Var};
+use crate::{Estimator, Result, Scalar, Var};
 
 /// The Bernoulli distribution on `{0, 1}` with `P(1) = p = σ(l)`, elementwise.
 ///
@@ -170,6 +170,15 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     /// `hard + p − stop_grad(p)`: the 0/1 draw forward, `∂z/∂p = 1` backward.
     fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
         Ok(straight_through(self.sample(rng), self.probs()))
+    }
+
+    fn supports(&self, estimator: &Estimator<'t, F>) -> bool {
+        matches!(
+            estimator,
+            Estimator::ScoreFunction { .. }
+                | Estimator::StraightThrough
+                | Estimator::GumbelSoftmax { .. }
+        )
     }
 
     /// A [`RelaxedBernoulli`] draw `σ((l + L)/τ)` with logistic noise `L`; with `hard`, the

@@ -12,7 +12,7 @@ use super::{
 use crate::dist::{
     Constraint, Distribution, Family, RelaxedOneHotCategorical, check_param, draw_shape,
 };
-use crate::{Error, Result, Scalar, Var};
+use crate::{Error, Estimator, Result, Scalar, Var};
 
 /// The parameters that [`Categorical`] and [`OneHotCategorical`] share: normalized
 /// probabilities and logits over the last axis.
@@ -293,6 +293,13 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
         })
     }
 
+    fn supports(&self, estimator: &Estimator<'t, F>) -> bool {
+        matches!(
+            estimator,
+            Estimator::ScoreFunction { .. } | Estimator::GumbelSoftmax { .. }
+        )
+    }
+
     /// A relaxed one-hot draw of shape `batch ++ [K]` (not an index): the
     /// [`OneHotCategorical`] relaxation with the same logits.
     fn gumbel_softmax<R: Rng + ?Sized>(
@@ -451,6 +458,15 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     /// `hard + p − stop_grad(p)`: the one-hot draw forward, `∂z/∂p = I` backward.
     fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
         Ok(straight_through(self.sample(rng), self.probs()))
+    }
+
+    fn supports(&self, estimator: &Estimator<'t, F>) -> bool {
+        matches!(
+            estimator,
+            Estimator::ScoreFunction { .. }
+                | Estimator::StraightThrough
+                | Estimator::GumbelSoftmax { .. }
+        )
     }
 
     /// A [`RelaxedOneHotCategorical`] draw `softmax((l + g)/τ)` with Gumbel noise `g`; with
