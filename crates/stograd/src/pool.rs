@@ -20,7 +20,7 @@ pub(crate) const MIN_ELEMENTS: usize = 1 << 15;
 /// At most this many buffers are kept per thread.
 const MAX_BUFFERS: usize = 64;
 /// At most this many bytes are kept per thread.
-const MAX_BYTES: usize = 1 << 30;
+const MAX_BYTES: usize = 1 << 28;
 
 thread_local! {
     /// `Vec<F>` buffers of any `F`, told apart by downcasting.
