@@ -89,7 +89,8 @@ pub struct UniformNoise;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExponentialNoise;
 
-fn open01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+/// A uniform draw on the open interval (0, 1), safe to take logarithms of.
+pub(super) fn open01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     rng.sample(Open01)
 }
 
@@ -554,12 +555,16 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         let eps: ArrayD<F> = super::draw_array(&self.batch_shape, rng, B::draw);
-        let (loc, scale) = (self.loc.value(), self.scale.value());
         let shape = self.batch_shape.as_slice();
-        Zip::from(&eps)
-            .and_broadcast(&scale.broadcast(shape).expect("batch shape"))
-            .and_broadcast(&loc.broadcast(shape).expect("batch shape"))
-            .map_collect(|&e, &s, &l| e.mul_add(s, l))
+        // read the parameters in place: no copies on the no-gradient path
+        self.loc.with_value(|loc| {
+            self.scale.with_value(|scale| {
+                Zip::from(&eps)
+                    .and_broadcast(&scale.broadcast(shape).expect("batch shape"))
+                    .and_broadcast(&loc.broadcast(shape).expect("batch shape"))
+                    .map_collect(|&e, &s, &l| e.mul_add(s, l))
+            })
+        })
     }
 
     #[track_caller]

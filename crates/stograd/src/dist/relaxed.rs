@@ -25,11 +25,10 @@
 use std::panic::Location;
 
 use ndarray::ArrayD;
-use rand::{Rng, RngExt};
-use rand_distr::Open01;
+use rand::Rng;
 
 use super::discrete::{one_hot_shape, value_shape};
-use super::loc_scale::{Base, LogisticNoise};
+use super::loc_scale::{Base, LogisticNoise, open01};
 use super::{Bernoulli, Distribution, OneHotCategorical, check_noise, draw_shape};
 use crate::{Error, Result, Scalar, Var};
 
@@ -52,11 +51,6 @@ fn no_closed_form(distribution: &'static str, quantity: &'static str) -> Error {
         quantity,
         reason: "it has no closed form (estimate it from samples)",
     }
-}
-
-/// `u ~ U(0, 1)`, never 0 or 1.
-fn open01<R: Rng + ?Sized>(rng: &mut R) -> f64 {
-    rng.sample(Open01)
 }
 
 /// The binary Concrete distribution: `y = σ((l + L)/τ)` with logistic noise `L`, elementwise.

@@ -6,7 +6,8 @@ use ndarray::{ArrayD, Zip};
 use rand::{Rng, RngExt};
 
 use super::{
-    Link, ProbsLogits, broadcast_var, one_minus, step, straight_through, support, value_shape,
+    Link, ProbsLogits, broadcast_var, one_minus, relaxable, step, straight_through, support,
+    value_shape,
 };
 use crate::dist::{Constraint, Distribution, Family, RelaxedBernoulli, check_param, draw_array};
 use crate::ops::PARALLEL_CHUNK;
@@ -173,12 +174,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     }
 
     fn supports(&self, estimator: &Estimator<'t, F>) -> bool {
-        matches!(
-            estimator,
-            Estimator::ScoreFunction { .. }
-                | Estimator::StraightThrough
-                | Estimator::GumbelSoftmax { .. }
-        )
+        relaxable(estimator)
     }
 
     /// A [`RelaxedBernoulli`] draw `σ((l + L)/τ)` with logistic noise `L`; with `hard`, the

@@ -6,8 +6,8 @@ use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 use rand::{Rng, RngExt};
 
 use super::{
-    Link, ProbsLogits, broadcast_var, one_hot_argmax, one_hot_shape, one_minus, straight_through,
-    support, value_shape,
+    Link, ProbsLogits, broadcast_var, one_hot_argmax, one_hot_shape, one_minus, relaxable,
+    straight_through, support, value_shape,
 };
 use crate::dist::{
     Constraint, Distribution, Family, RelaxedOneHotCategorical, check_param, draw_shape,
@@ -461,12 +461,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     }
 
     fn supports(&self, estimator: &Estimator<'t, F>) -> bool {
-        matches!(
-            estimator,
-            Estimator::ScoreFunction { .. }
-                | Estimator::StraightThrough
-                | Estimator::GumbelSoftmax { .. }
-        )
+        relaxable(estimator)
     }
 
     /// A [`RelaxedOneHotCategorical`] draw `softmax((l + g)/τ)` with Gumbel noise `g`; with

@@ -193,3 +193,13 @@ pub(super) fn one_hot_argmax<F: Scalar>(y: &ArrayD<F>) -> ArrayD<F> {
     });
     out
 }
+
+/// The estimators of a draw with a straight-through and a Concrete form (Bernoulli, one-hot
+/// categorical): score function, straight-through and Gumbel-softmax.
+pub(super) fn relaxable<F: Scalar>(estimator: &crate::Estimator<'_, F>) -> bool {
+    use crate::Estimator as E;
+    matches!(
+        estimator,
+        E::ScoreFunction { .. } | E::StraightThrough | E::GumbelSoftmax { .. }
+    )
+}
