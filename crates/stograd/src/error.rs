@@ -159,6 +159,21 @@ pub enum Error {
         distribution: &'static str,
     },
 
+    /// A surrogate was used inside a non-linear op, where it estimates no gradient.
+    #[error(
+        "the surrogate taken at {surrogate} is used inside `{op}` (recorded at {location}), \
+         which is not linear in it: a surrogate can only be added, subtracted or scaled by \
+         values no draw depends on; take one surrogate of the whole cost instead"
+    )]
+    SurrogateNotLinear {
+        /// The non-linear op.
+        op: &'static str,
+        /// Where the op was recorded.
+        location: &'static Location<'static>,
+        /// Where the surrogate was taken.
+        surrogate: &'static Location<'static>,
+    },
+
     /// The estimator cannot be used with this distribution or input.
     #[error("{estimator} cannot be used with {distribution}: {reason}")]
     UnsupportedEstimator {

@@ -41,6 +41,7 @@
 //! Operator misuse (incompatible shapes, an axis out of range) panics with both shapes and
 //! the caller's location, as ndarray does; anything fed by data returns [`Result`].
 
+mod backward;
 pub mod broadcast;
 pub mod check;
 pub mod diagnostics;

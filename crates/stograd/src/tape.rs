@@ -1,5 +1,5 @@
-//! The tape: an arena of nodes recorded in execution order, the `Var` handle into it, and the
-//! backward sweep.
+//! The tape: an arena of nodes recorded in execution order, and the `Var` handle into it.
+//! The backward sweep is in `backward.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ndarray::{Array, ArrayD, Dimension};
 use smallvec::SmallVec;
 
-use crate::error::Pass;
-use crate::gradients::Gradients;
+use crate::estimator::Register;
 use crate::ops::{Leaf, Op};
-use crate::{Error, ParamId, Params, Result, Scalar};
+use crate::{ParamId, Params, Scalar};
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -24,6 +23,38 @@ pub(crate) struct Node<F: Scalar> {
     /// Whether some leaf below this node is differentiable; backward skips nodes without.
     pub(crate) requires_grad: bool,
     pub(crate) location: &'static Location<'static>,
+}
+
+impl<F: Scalar> Node<F> {
+    /// The values of this node's inputs, in order.
+    pub(crate) fn inputs<'a>(&self, nodes: &'a [Node<F>]) -> SmallVec<[&'a ArrayD<F>; 4]> {
+        self.parents
+            .iter()
+            .map(|&p| &nodes[p as usize].value)
+            .collect()
+    }
+}
+
+/// Which nodes up to `root` the root depends on (itself included).
+pub(crate) fn ancestors<F: Scalar>(nodes: &[Node<F>], root: usize) -> Vec<bool> {
+    let mut ancestor = vec![false; root + 1];
+    ancestor[root] = true;
+    for i in (0..=root).rev() {
+        if ancestor[i] {
+            for &p in &nodes[i].parents {
+                ancestor[p as usize] = true;
+            }
+        }
+    }
+    ancestor
+}
+
+/// Adds `grad` into an accumulator that may still be empty.
+pub(crate) fn accumulate<F: Scalar>(slot: &mut Option<ArrayD<F>>, grad: ArrayD<F>) {
+    match slot {
+        Some(acc) => *acc += &grad,
+        None => *slot = Some(grad),
+    }
 }
 
 /// The record of one step's computation, differentiated by [`Var::backward`].
@@ -51,11 +82,11 @@ pub(crate) struct Node<F: Scalar> {
 pub struct Tape<F: Scalar> {
     id: u64,
     pub(crate) nodes: RefCell<Vec<Node<F>>>,
-    detect_anomaly: Cell<bool>,
+    pub(crate) detect_anomaly: Cell<bool>,
     /// Nodes whose forward value was non-finite while anomaly detection was on.
-    nonfinite: RefCell<Vec<u32>>,
-    /// Whether a score-function sample was recorded (backward then adds surrogate terms).
-    has_score: Cell<bool>,
+    pub(crate) nonfinite: RefCell<Vec<u32>>,
+    /// The sample nodes and surrogates recorded on this tape.
+    pub(crate) register: RefCell<Register<F>>,
 }
 
 /// A handle to a value recorded on a [`Tape`]: copyable, cheap, and valid as long as the tape.
@@ -105,14 +136,14 @@ impl<F: Scalar> Tape<F> {
             nodes: RefCell::new(Vec::with_capacity(nodes)),
             detect_anomaly: Cell::new(false),
             nonfinite: RefCell::new(Vec::new()),
-            has_score: Cell::new(false),
+            register: RefCell::new(Register::default()),
         }
     }
 
     /// Turns anomaly detection on or off for the ops recorded from now on.
     ///
     /// While on, every forward value and every gradient is checked for NaN and infinity, and
-    /// [`Var::backward`] fails with [`Error::Anomaly`] naming the first op (its name and the
+    /// [`Var::backward`] fails with [`Error::Anomaly`](crate::Error::Anomaly) naming the first op (its name and the
     /// source line that recorded it) whose forward or backward pass produced one. The checks
     /// cost a pass over each array, so leave it off in production runs.
     pub fn detect_anomaly(&self, on: bool) {
@@ -130,7 +161,7 @@ impl<F: Scalar> Tape<F> {
     }
 
     /// Records a parameter's current value as a differentiable leaf; its gradient is read back
-    /// with [`Gradients::param`].
+    /// with [`Gradients::param`](crate::Gradients::param).
     #[track_caller]
     pub fn param(&self, params: &Params<F>, id: ParamId) -> Var<'_, F> {
         let value = params.get(id).as_standard_layout().into_owned();
@@ -156,7 +187,7 @@ impl<F: Scalar> Tape<F> {
 
     /// Records a differentiable leaf that is not a stored parameter (an input whose gradient
     /// you want, as in [`check::gradcheck`](crate::check::gradcheck)); read its gradient with
-    /// [`Gradients::wrt`].
+    /// [`Gradients::wrt`](crate::Gradients::wrt).
     #[track_caller]
     pub fn variable<D: Dimension>(&self, value: Array<F, D>) -> Var<'_, F> {
         self.push_leaf(Leaf::Variable, value.into_dyn(), true, Location::caller())
@@ -210,16 +241,15 @@ impl<F: Scalar> Tape<F> {
         })
     }
 
-    /// Records an op whose output carries no gradient even though its inputs may (a
-    /// score-function draw, whose inputs are kept as edges only).
-    pub(crate) fn push_without_grad(
+    /// Records an op whose output carries no gradient even though its inputs may (`detach`,
+    /// a score-function draw): the parents are edges for credit assignment only.
+    pub(crate) fn push_stopped(
         &self,
         op: Op<F>,
         parents: SmallVec<[u32; 2]>,
         value: ArrayD<F>,
         location: &'static Location<'static>,
     ) -> Var<'_, F> {
-        self.has_score.set(true);
         self.push_node(Node {
             op,
             parents,
@@ -244,118 +274,14 @@ impl<F: Scalar> Tape<F> {
         f(&self.nodes.borrow()[index as usize].value)
     }
 
-    /// The reverse sweep: seeds `∂root/∂root = 1` (all ones for a non-scalar root, which
-    /// differentiates the sum of its elements), adds the score-function estimator's seeds, and
-    /// applies each node's backward rule in reverse recording order, accumulating into its
-    /// parents.
-    fn backward(&self, root: u32) -> Result<Gradients<F>> {
-        let nodes = self.nodes.borrow();
-        let root = root as usize;
-        self.check_forward_anomaly(&nodes, root)?;
-        let check = self.detect_anomaly.get();
-
-        let mut grads: Vec<Option<ArrayD<F>>> = (0..=root).map(|_| None).collect();
-        if nodes[root].requires_grad {
-            grads[root] = Some(ArrayD::ones(nodes[root].value.raw_dim()));
-        }
-        if self.has_score.get() {
-            // Seeds sit on `log q` and learned-baseline nodes, all recorded before the root.
-            for (node, seed) in crate::estimator::score_seeds(&nodes, root)? {
-                if nodes[node].requires_grad {
-                    match &mut grads[node] {
-                        Some(acc) => *acc += &seed,
-                        slot => *slot = Some(seed),
-                    }
-                }
-            }
-        }
-        for i in (0..=root).rev() {
-            let node = &nodes[i];
-            if !node.requires_grad || node.parents.is_empty() {
-                continue;
-            }
-            let (below, here) = grads.split_at_mut(i);
-            let Some(grad) = here[0].as_ref() else {
-                continue;
-            };
-            let inputs: SmallVec<[&ArrayD<F>; 2]> = node
-                .parents
-                .iter()
-                .map(|&p| &nodes[p as usize].value)
-                .collect();
-            let needs: SmallVec<[bool; 2]> = node
-                .parents
-                .iter()
-                .map(|&p| nodes[p as usize].requires_grad)
-                .collect();
-            let parent_grads = node.op.backward(&crate::ops::Backward {
-                inputs: &inputs,
-                output: &node.value,
-                grad,
-                needs: &needs,
-            });
-            for (&p, pg) in node.parents.iter().zip(parent_grads) {
-                let Some(pg) = pg else { continue };
-                if check && let Some(value) = first_nonfinite(&pg) {
-                    return Err(Error::Anomaly {
-                        op: node.op.name(),
-                        location: node.location,
-                        pass: Pass::Backward,
-                        value,
-                    });
-                }
-                let slot = &mut below[p as usize];
-                debug_assert_eq!(
-                    pg.shape(),
-                    nodes[p as usize].value.shape(),
-                    "{}",
-                    node.op.name()
-                );
-                match slot {
-                    Some(acc) => *acc += &pg,
-                    None => *slot = Some(pg),
-                }
-            }
-        }
-        let param_leaves = nodes[..=root]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| match n.op {
-                Op::Leaf(Leaf::Param(id)) => Some((id, i as u32)),
-                _ => None,
-            });
-        Ok(Gradients::new(self.id, grads, param_leaves))
-    }
-
-    /// With anomaly detection on, the first non-finite forward value among the root's
-    /// ancestors is an error.
-    fn check_forward_anomaly(&self, nodes: &[Node<F>], root: usize) -> Result<()> {
-        let nonfinite = self.nonfinite.borrow();
-        if nonfinite.iter().all(|&i| i as usize > root) {
-            return Ok(());
-        }
-        let mut ancestor = vec![false; root + 1];
-        ancestor[root] = true;
-        for i in (0..=root).rev() {
-            if ancestor[i] {
-                for &p in &nodes[i].parents {
-                    ancestor[p as usize] = true;
-                }
-            }
-        }
-        match nonfinite
-            .iter()
-            .map(|&i| i as usize)
-            .find(|&i| i <= root && ancestor[i])
-        {
-            None => Ok(()),
-            Some(i) => Err(Error::Anomaly {
-                op: nodes[i].op.name(),
-                location: nodes[i].location,
-                pass: Pass::Forward,
-                value: first_nonfinite(&nodes[i].value).unwrap_or(f64::NAN),
-            }),
-        }
+    /// Panics unless `var` was recorded on this tape.
+    #[track_caller]
+    pub(crate) fn check_owns(&self, op: &str, var: Var<'_, F>) {
+        assert!(
+            std::ptr::eq(self, var.tape),
+            "{op}: the value was recorded on another tape (at {})",
+            Location::caller()
+        );
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -363,7 +289,7 @@ impl<F: Scalar> Tape<F> {
     }
 }
 
-fn first_nonfinite<F: Scalar>(a: &ArrayD<F>) -> Option<f64> {
+pub(crate) fn first_nonfinite<F: Scalar>(a: &ArrayD<F>) -> Option<f64> {
     a.iter().find(|v| !v.is_finite()).map(|v| v.as_f64())
 }
 
@@ -424,18 +350,6 @@ impl<'t, F: Scalar> Var<'t, F> {
     /// Whether a gradient can flow into this value from a differentiable leaf.
     pub fn requires_grad(self) -> bool {
         self.tape.nodes.borrow()[self.index as usize].requires_grad
-    }
-
-    /// Differentiates this value with respect to every differentiable leaf below it.
-    ///
-    /// A non-scalar value differentiates the sum of its elements. The tape is not consumed:
-    /// backward can run again from the same or another `Var` and gives the same result.
-    ///
-    /// # Errors
-    /// [`Error::Anomaly`] when anomaly detection is on and an op upstream produced NaN or
-    /// infinity, in its forward or its backward pass.
-    pub fn backward(self) -> Result<Gradients<F>> {
-        self.tape.backward(self.index)
     }
 }
 

@@ -30,7 +30,7 @@ use smallvec::smallvec;
 
 use super::{Constraint, Distribution, Family, broadcast_params, check_noise, check_param};
 use crate::broadcast::{broadcast_shape, sum_to};
-use crate::ops::{Backward, InputGrads, Op, broadcast_view, standard};
+use crate::ops::{Backward, CustomOp, InputGrads, broadcast_view, standard};
 use crate::tape::same_tape;
 use crate::{Error, Result, Scalar, Var};
 
@@ -553,6 +553,10 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
         vec![self.loc, self.scale]
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![0, 0])
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         let eps: ArrayD<F> = super::draw_array(&self.batch_shape, rng, B::draw);
         let shape = self.batch_shape.as_slice();
@@ -569,11 +573,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
-        LogProbOp {
-            name: B::NAME,
-            backward: log_prob_backward::<F, B>,
-        }
-        .record::<B>(x, self.loc, self.scale, Location::caller())
+        log_prob::<F, B>(x, self.loc, self.scale, Location::caller())
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
@@ -625,65 +625,64 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 }
 
-/// The fused `log q(x)` of a location-scale distribution; inputs `[x, loc, scale]`.
-#[derive(Clone, Copy)]
-pub(crate) struct LogProbOp<F: Scalar> {
-    name: &'static str,
-    /// The backward rule, instantiated for the base so its score inlines.
-    backward: fn(&Backward<'_, F>) -> InputGrads<F>,
+/// The fused `log q(x) = log p((x − loc)/scale) − log scale` of a location-scale
+/// distribution with base `B`; inputs `[x, loc, scale]`, broadcast together.
+struct LogProbOp<B>(PhantomData<B>);
+
+/// Records `LogProbOp`, after checking that the shapes broadcast.
+fn log_prob<'t, F: Scalar, B: Base>(
+    x: Var<'t, F>,
+    loc: Var<'t, F>,
+    scale: Var<'t, F>,
+    location: &'static Location<'static>,
+) -> Var<'t, F> {
+    let tape = loc.tape();
+    tape.check_owns(B::NAME, x);
+    let (xs, ls, ss) = (x.shape(), loc.shape(), scale.shape());
+    if broadcast_shape(&xs, &ls)
+        .and_then(|s| broadcast_shape(&s, &ss))
+        .is_none()
+    {
+        panic!(
+            "{}::log_prob: value {xs:?} does not broadcast against loc {ls:?} and scale {ss:?} (at {location})",
+            B::NAME
+        );
+    }
+    let y = tape.apply(LogProbOp::<B>(PhantomData), &[x, loc, scale]);
+    tape.nodes.borrow_mut()[y.index as usize].location = location;
+    y
 }
 
-impl<F: Scalar> LogProbOp<F> {
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
+impl<F: Scalar, B: Base> CustomOp<F> for LogProbOp<B> {
+    fn name(&self) -> &'static str {
+        B::NAME
     }
 
-    #[track_caller]
-    fn record<'t, B: Base>(
-        self,
-        x: Var<'t, F>,
-        loc: Var<'t, F>,
-        scale: Var<'t, F>,
-        location: &'static Location<'static>,
-    ) -> Var<'t, F> {
-        same_tape(self.name, x, loc);
-        let value = {
-            let nodes = x.tape.nodes.borrow();
-            let (xv, lv, sv) = (
-                &nodes[x.index as usize].value,
-                &nodes[loc.index as usize].value,
-                &nodes[scale.index as usize].value,
-            );
-            let shape = broadcast_shape(xv.shape(), lv.shape())
-                .and_then(|s| broadcast_shape(&s, sv.shape()))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{}::log_prob: value {:?} does not broadcast against loc {:?} and scale {:?} (at {location})",
-                        self.name,
-                        xv.shape(),
-                        lv.shape(),
-                        sv.shape()
-                    )
-                });
-            let f = |x: F, l: F, s: F| B::log_density((x - l) / s) - s.ln();
-            if xv.shape() == shape && lv.shape() == shape && sv.shape() == shape {
-                crate::ops::zip3(xv, lv, sv, f)
-            } else {
-                let view =
-                    |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
-                crate::ops::zip3(&view(xv), &view(lv), &view(sv), f)
-            }
-        };
-        let parents = smallvec![x.index, loc.index, scale.index];
-        x.tape.push(Op::LogProb(self), parents, value, location)
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
+        let (xv, lv, sv) = (inputs[0], inputs[1], inputs[2]);
+        let shape = broadcast_shape(xv.shape(), lv.shape())
+            .and_then(|s| broadcast_shape(&s, sv.shape()))
+            .expect("checked by log_prob");
+        let f = |x: F, l: F, s: F| B::log_density((x - l) / s) - s.ln();
+        if xv.shape() == shape && lv.shape() == shape && sv.shape() == shape {
+            crate::ops::zip3(xv, lv, sv, f)
+        } else {
+            let view = |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
+            crate::ops::zip3(&view(xv), &view(lv), &view(sv), f)
+        }
     }
 
-    pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
-        (self.backward)(b)
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
+        log_prob_backward::<F, B>(b).into_vec()
+    }
+
+    /// Elementwise with broadcasting.
+    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        crate::ops::rows_aligned(inputs[input], output)
     }
 }
 
-/// The backward rule of `LogProbOp` for base `B`.
+/// The backward rule of `LogProbOp<B>`.
 fn log_prob_backward<F: Scalar, B: Base>(b: &Backward<'_, F>) -> InputGrads<F> {
     let (x, l, s, g) = (b.inputs[0], b.inputs[1], b.inputs[2], b.grad);
     let shape = g.shape();

@@ -196,6 +196,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
         vec![self.loc, self.cov.u, self.cov.diag]
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![1, 2, 1])
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         let noise = standard_normal(&self.noise_shape(), rng);
         let tape = Tape::new();

@@ -56,6 +56,17 @@ pub trait Distribution<'t, F: Scalar> {
     /// inputs, so the tape knows what the draw depends on).
     fn params(&self) -> Vec<Var<'t, F>>;
 
+    /// For each of [`params`](Self::params), how many of its trailing axes belong to one event
+    /// rather than to the batch: 0 for elementwise parameters (`loc`, Bernoulli `logits`), 1
+    /// for logits over classes or a mean vector, 2 for a `scale_tril`.
+    ///
+    /// Score-function credit assignment reads it to tell whether row `r` of a draw depends on
+    /// row `r` of a parameter alone. `None`, the default, makes every row of a draw depend on
+    /// every row of every parameter: always unbiased, only noisier.
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        None
+    }
+
     /// A draw of shape `batch ++ event`, without gradient.
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F>;
 

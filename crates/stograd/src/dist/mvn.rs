@@ -265,6 +265,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
         vec![self.loc, self.tril]
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![1, 2])
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         let noise = standard_normal(&draw_shape(&self.batch_shape, &self.event_shape), rng);
         let tape = Tape::new();

@@ -144,6 +144,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
         self.base.params()
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        self.base.param_event_dims()
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         self.rsample(rng).expect("reparameterizable").value()
     }
@@ -300,6 +304,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
 
     fn params(&self) -> Vec<Var<'t, F>> {
         self.base.params()
+    }
+
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        self.base.param_event_dims()
     }
 
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {

@@ -164,13 +164,13 @@ impl<F: Scalar> NodeBaseline<F> {
         }
     }
 
-    /// `b`, shaped to broadcast against `q` (`[]` or `[n]`). `learned` is the learned
-    /// baseline's value when there is one; `per_row` says whether `q` holds per-row costs.
+    /// `b`, shaped to broadcast against `q` (`[]`, or `[n]` for a draw with a batch axis).
+    /// `learned` is the learned baseline's value when there is one. A leave-one-out baseline
+    /// needs `q` to hold each row's own cost, which the caller has checked.
     pub(crate) fn values(
         &self,
         q: &ArrayD<F>,
         learned: Option<&ArrayD<F>>,
-        per_row: bool,
         distribution: &'static str,
     ) -> Result<ArrayD<F>> {
         let scalar = |v: F| ArrayD::from_elem(IxDyn(&[]), v);
@@ -203,7 +203,7 @@ impl<F: Scalar> NodeBaseline<F> {
                     ))
                 }
             }
-            NodeBaseline::LeaveOneOut { group } => leave_one_out(q, *group, per_row, distribution),
+            NodeBaseline::LeaveOneOut { group } => leave_one_out(q, *group, distribution),
         }
     }
 }
@@ -220,18 +220,16 @@ fn unsupported(distribution: &'static str, reason: String) -> Error {
 fn leave_one_out<F: Scalar>(
     q: &ArrayD<F>,
     k: usize,
-    per_row: bool,
     distribution: &'static str,
 ) -> Result<ArrayD<F>> {
     let rows = if q.ndim() == 1 { q.len() } else { 0 };
-    if !per_row || k < 2 || rows % k != 0 {
+    if k < 2 || rows % k != 0 {
         return Err(unsupported(
             distribution,
             format!(
                 "leave-one-out needs per-row costs whose leading length is a multiple of the \
-                 group size {k} (at least 2); the cost per row has shape {:?}{}",
+                 group size {k} (at least 2); the cost per row has shape {:?}",
                 q.shape(),
-                if per_row { "" } else { " and is not per-row" }
             ),
         ));
     }
@@ -257,9 +255,9 @@ mod tests {
     #[test]
     fn leave_one_out_averages_the_others() {
         let q = array![1.0, 2.0, 3.0, 10.0, 20.0, 30.0].into_dyn();
-        let b = super::leave_one_out(&q, 3, true, "test").unwrap();
+        let b = super::leave_one_out(&q, 3, "test").unwrap();
         // group 1: (2+3)/2, (1+3)/2, (1+2)/2
         assert_eq!(b, array![2.5, 2.0, 1.5, 25.0, 20.0, 15.0].into_dyn());
-        assert!(super::leave_one_out(&q, 4, true, "test").is_err());
+        assert!(super::leave_one_out(&q, 4, "test").is_err());
     }
 }

@@ -16,6 +16,7 @@
 //!   discretizes the forward value and keeps the relaxed gradient.
 
 mod baseline;
+mod credit;
 mod exact;
 mod pathwise;
 mod score;
@@ -23,13 +24,13 @@ mod score;
 pub use baseline::{Baseline, EmaBaseline};
 pub use exact::exact_expectation;
 
+pub(crate) use credit::credit;
+
 use std::panic::Location;
 
 use rand::Rng;
-use smallvec::smallvec;
 
 use crate::dist::Distribution;
-use crate::ops::{Backward, InputGrads, Op};
 use crate::{Error, Result, Scalar, Tape, Var};
 
 /// How a sample node produces gradients.
@@ -81,67 +82,63 @@ impl<F: Scalar> Estimator<'_, F> {
     }
 }
 
-/// The ops the estimators record: sample nodes, and the marker that ends a surrogate.
-pub(crate) enum EstimatorOp<F: Scalar> {
-    Sample(SampleOp<F>),
-    /// Identity on the surrogate's value; lists the score nodes whose terms it already holds.
-    Surrogate {
-        covered: Vec<u32>,
-    },
+/// What the tape keeps about its sample nodes and surrogates, beside the nodes themselves
+/// (whose ops stay what the path recorded), in recording order.
+pub(crate) struct Register<F: Scalar> {
+    pub(crate) samples: Vec<SampleRecord<F>>,
+    pub(crate) surrogates: Vec<SurrogateRecord>,
 }
 
-/// The op of a sample node.
-pub(crate) struct SampleOp<F: Scalar> {
+impl<F: Scalar> Default for Register<F> {
+    fn default() -> Self {
+        Register {
+            samples: Vec::new(),
+            surrogates: Vec::new(),
+        }
+    }
+}
+
+impl<F: Scalar> Register<F> {
+    pub(crate) fn sample(&self, node: u32) -> Option<&SampleRecord<F>> {
+        let i = self.samples.binary_search_by_key(&node, |s| s.node).ok()?;
+        Some(&self.samples[i])
+    }
+
+    pub(crate) fn surrogate(&self, node: u32) -> Option<&SurrogateRecord> {
+        let i = self
+            .surrogates
+            .binary_search_by_key(&node, |s| s.node)
+            .ok()?;
+        Some(&self.surrogates[i])
+    }
+}
+
+/// One sample node: which node holds the draw, from which distribution, with what estimator.
+pub(crate) struct SampleRecord<F: Scalar> {
+    pub(crate) node: u32,
     pub(crate) distribution: &'static str,
     pub(crate) kind: SampleKind<F>,
 }
 
 /// What a sample node needs at backward.
 pub(crate) enum SampleKind<F: Scalar> {
-    /// The end of a pathwise path: `inner` is the path's last op, whose backward rule the
-    /// node keeps; without one the node is an identity over the path's output. `noise` is the
-    /// node holding `ε` where there is one.
-    Path {
-        noise: Option<u32>,
-        inner: Option<Box<Op<F>>>,
-    },
-    /// The inputs are the distribution's parameters (edges only: no path gradient);
-    /// `log_prob` is the node of `log q(w)` that backward seeds with `Q_w − b_w`.
+    /// The end of a pathwise path (or a straight-through or relaxed draw); `noise` is the node
+    /// holding `ε` where there is one.
+    Path { noise: Option<u32> },
+    /// A score-function draw: `log_prob` is the node of `log q(w)` that backward seeds with
+    /// `Q_w − b_w`.
     Score {
         log_prob: u32,
         baseline: baseline::NodeBaseline<F>,
     },
 }
 
-impl<F: Scalar> EstimatorOp<F> {
-    /// Sample nodes are named after their distribution, e.g. `"Normal"`.
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            EstimatorOp::Sample(op) => op.distribution,
-            EstimatorOp::Surrogate { .. } => "surrogate",
-        }
-    }
-
-    pub(crate) fn backward(&self, b: &Backward<'_, F>) -> InputGrads<F> {
-        match self {
-            EstimatorOp::Sample(SampleOp {
-                kind:
-                    SampleKind::Path {
-                        inner: Some(inner), ..
-                    },
-                ..
-            }) => inner.backward(b),
-            EstimatorOp::Sample(SampleOp {
-                kind: SampleKind::Path { inner: None, .. },
-                ..
-            })
-            | EstimatorOp::Surrogate { .. } => smallvec![Some(b.grad.clone())],
-            EstimatorOp::Sample(SampleOp {
-                kind: SampleKind::Score { .. },
-                ..
-            }) => b.needs.iter().map(|_| None).collect(),
-        }
-    }
+/// A surrogate's final node and the score nodes whose baselines it applied (its own and
+/// those of the surrogates inside it), so that crediting them again for costs outside it
+/// applies no baseline twice.
+pub(crate) struct SurrogateRecord {
+    pub(crate) node: u32,
+    pub(crate) covered: Vec<u32>,
 }
 
 impl<F: Scalar> Tape<F> {
@@ -204,7 +201,7 @@ impl<F: Scalar> Tape<F> {
         let location = Location::caller();
         let start = self.len() as u32;
         let path = |path: Var<'t, F>, noise: Option<u32>| {
-            self.mark_sample(path, start, dist.name(), noise, location)
+            self.register_path(path, start, dist.name(), noise, location)
         };
         match estimator {
             Estimator::Pathwise => {
@@ -231,11 +228,10 @@ impl<F: Scalar> Tape<F> {
         }
     }
 
-    /// Turns the last node of a sample's path into the sample node: its op becomes a sample
-    /// op wrapping the original (same value, same backward), so no copy is made. A path that
-    /// ends on a node recorded before `start` (a leaf, or a value the distribution already
-    /// held) gets an identity sample node over it instead.
-    fn mark_sample<'t>(
+    /// Registers the last node of a sample's path as the sample node, naming the caller's
+    /// line. A path that ends on a node recorded before `start` (a value the distribution
+    /// already held) gets a copy, so that the register never claims someone else's node.
+    fn register_path<'t>(
         &'t self,
         path: Var<'t, F>,
         start: u32,
@@ -243,77 +239,29 @@ impl<F: Scalar> Tape<F> {
         noise: Option<u32>,
         location: &'static Location<'static>,
     ) -> Var<'t, F> {
-        let wrap = path.index >= start
-            && !matches!(
-                self.nodes.borrow()[path.index as usize].op,
-                Op::Leaf(_) | Op::Estimator(_)
-            );
-        if !wrap {
-            let kind = SampleKind::Path { noise, inner: None };
-            let op = Op::Estimator(EstimatorOp::Sample(SampleOp { distribution, kind }));
-            return self.push_marker(op, path.index, location);
-        }
-        let mut nodes = self.nodes.borrow_mut();
-        let node = &mut nodes[path.index as usize];
-        let inner = std::mem::replace(&mut node.op, Op::Leaf(crate::ops::Leaf::Constant));
-        let kind = SampleKind::Path {
-            noise,
-            inner: Some(Box::new(inner)),
+        let path = if path.index < start {
+            path.reshape(&path.shape())
+        } else {
+            path
         };
-        node.op = Op::Estimator(EstimatorOp::Sample(SampleOp { distribution, kind }));
-        node.location = location;
+        self.nodes.borrow_mut()[path.index as usize].location = location;
+        self.register.borrow_mut().samples.push(SampleRecord {
+            node: path.index,
+            distribution,
+            kind: SampleKind::Path { noise },
+        });
         path
     }
-
-    /// Records an identity node over `parent` (a copy of its value) with the given op.
-    pub(crate) fn push_marker(
-        &self,
-        op: Op<F>,
-        parent: u32,
-        location: &'static Location<'static>,
-    ) -> Var<'_, F> {
-        let value = self.with_value(parent, ndarray::ArrayD::clone);
-        self.push(op, smallvec![parent], value, location)
-    }
-
-    /// Records a score-function sample: its value carries no gradient, its parents are the
-    /// distribution's parameters.
-    fn push_score_sample(
-        &self,
-        op: SampleOp<F>,
-        parents: smallvec::SmallVec<[u32; 2]>,
-        value: ndarray::ArrayD<F>,
-        location: &'static Location<'static>,
-    ) -> Var<'_, F> {
-        self.push_without_grad(
-            Op::Estimator(EstimatorOp::Sample(op)),
-            parents,
-            value,
-            location,
-        )
-    }
-}
-
-/// The seeds backward adds for the score-function nodes upstream of `root`.
-pub(crate) fn score_seeds<F: Scalar>(
-    nodes: &[crate::tape::Node<F>],
-    root: usize,
-) -> Result<Vec<(usize, ndarray::ArrayD<F>)>> {
-    score::seeds(nodes, root).map(|(seeds, _)| seeds)
 }
 
 impl<F: Scalar> Var<'_, F> {
     /// The base noise `ε` of a pathwise sample node, `None` for any other node.
     pub fn noise(self) -> Option<ndarray::ArrayD<F>> {
-        let nodes = self.tape.nodes.borrow();
-        match &nodes[self.index as usize].op {
-            Op::Estimator(EstimatorOp::Sample(SampleOp {
-                kind:
-                    SampleKind::Path {
-                        noise: Some(noise), ..
-                    },
-                ..
-            })) => Some(nodes[*noise as usize].value.clone()),
+        let register = self.tape.register.borrow();
+        match register.sample(self.index)?.kind {
+            SampleKind::Path { noise: Some(noise) } => {
+                Some(self.tape.with_value(noise, Clone::clone))
+            }
             _ => None,
         }
     }

@@ -37,8 +37,6 @@ pub(crate) enum ArithOp {
     Sub,
     Mul,
     Div,
-    /// `x·a + b` with one rounding; inputs `[x, a, b]`.
-    MulAdd,
 }
 
 impl ArithOp {
@@ -48,7 +46,16 @@ impl ArithOp {
             ArithOp::Sub => "sub",
             ArithOp::Mul => "mul",
             ArithOp::Div => "div",
-            ArithOp::MulAdd => "mul_add",
+        }
+    }
+
+    /// Affine in the inputs that vary: a sum always, a product when one factor is held
+    /// fixed, a quotient when the divisor is.
+    pub(crate) fn linear_in(self, varies: &[bool]) -> bool {
+        match self {
+            ArithOp::Add | ArithOp::Sub => true,
+            ArithOp::Mul => !(varies[0] && varies[1]),
+            ArithOp::Div => !varies[1],
         }
     }
 
@@ -58,24 +65,15 @@ impl ArithOp {
             ArithOp::Sub => broadcast_map(a, b, shape, |x, y| x - y),
             ArithOp::Mul => broadcast_map(a, b, shape, |x, y| x * y),
             ArithOp::Div => broadcast_map(a, b, shape, |x, y| x / y),
-            ArithOp::MulAdd => unreachable!("mul_add has three inputs"),
         }
     }
 
     pub(crate) fn backward<F: Scalar>(self, b: &Backward<'_, F>) -> InputGrads<F> {
         let (x, y, g) = (b.inputs[0], b.inputs[1], b.grad);
-        if let ArithOp::MulAdd = self {
-            return smallvec![
-                b.needs[0].then(|| sum_to(&times_broadcast(g, y, |g, a| g * a), x.shape())),
-                b.needs[1].then(|| sum_to(&times_broadcast(g, x, |g, x| g * x), y.shape())),
-                b.needs[2].then(|| sum_to(g, b.inputs[2].shape())),
-            ];
-        }
         let ga = b.needs[0].then(|| match self {
             ArithOp::Add | ArithOp::Sub => sum_to(g, x.shape()),
             ArithOp::Mul => sum_to(&times_broadcast(g, y, |g, y| g * y), x.shape()),
             ArithOp::Div => sum_to(&times_broadcast(g, y, |g, y| g / y), x.shape()),
-            ArithOp::MulAdd => unreachable!("handled above"),
         });
         let gb = b.needs[1].then(|| match self {
             ArithOp::Add => sum_to(g, y.shape()),
@@ -94,10 +92,20 @@ impl ArithOp {
                 };
                 sum_to(&standard(per_elem), y.shape())
             }
-            ArithOp::MulAdd => unreachable!("handled above"),
         });
         smallvec![ga, gb]
     }
+}
+
+/// The backward rule of `x.mul_add(a, b) = x·a + b`: `g·a`, `g·x` and `g`, each summed back
+/// over the axes it was broadcast along.
+pub(crate) fn mul_add_backward<F: Scalar>(b: &Backward<'_, F>) -> InputGrads<F> {
+    let (x, a, g) = (b.inputs[0], b.inputs[1], b.grad);
+    smallvec![
+        b.needs[0].then(|| sum_to(&times_broadcast(g, a, |g, a| g * a), x.shape())),
+        b.needs[1].then(|| sum_to(&times_broadcast(g, x, |g, x| g * x), a.shape())),
+        b.needs[2].then(|| sum_to(g, b.inputs[2].shape())),
+    ]
 }
 
 /// `f(a, b)` elementwise after broadcasting both to `shape`.
@@ -210,8 +218,7 @@ impl<'t, F: Scalar> Var<'t, F> {
             }
         };
         let parents = smallvec![self.index, a.index, b.index];
-        self.tape
-            .push(Op::Arith(ArithOp::MulAdd), parents, value, location)
+        self.tape.push(Op::MulAdd, parents, value, location)
     }
 }
 

@@ -36,6 +36,22 @@ impl FactorOp {
         }
     }
 
+    /// On a batch of matrices `[n, d, d]` each op works matrix by matrix, so it keeps rows of
+    /// every batched input; on a single matrix the leading axis is a matrix row, which the
+    /// factorization and the solve mix.
+    pub(crate) fn keeps_rows(self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        inputs[input].len() == 3 && super::rows_aligned(inputs[input], output)
+    }
+
+    /// `diagonal` is linear, and `L⁻¹ B` is linear in `B` with `L` held fixed.
+    pub(crate) fn linear_in(self, varies: &[bool]) -> bool {
+        match self {
+            FactorOp::Cholesky => false,
+            FactorOp::SolveTril => !varies[0],
+            FactorOp::Diagonal => true,
+        }
+    }
+
     pub(crate) fn backward<F: Scalar>(self, b: &Backward<'_, F>) -> InputGrads<F> {
         match self {
             FactorOp::Cholesky => {

@@ -36,6 +36,28 @@ impl LinalgOp {
         }
     }
 
+    /// Row `i` of `x @ W` reads row `i` of `x` and all of `W`: the left factor keeps rows
+    /// when it has the batch axis (2-D, or batched 3-D), the right one only as the batch of a
+    /// `[b, m, k] @ [b, k, n]` product. `linear` is `x @ W + b`: only `x` keeps rows, and
+    /// only with at least 2 axes. A transpose of the last two axes keeps rows of a batch of
+    /// matrices, not of a single matrix.
+    pub(crate) fn keeps_rows(self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        let aligned = super::rows_aligned(inputs[input], output);
+        match self {
+            LinalgOp::MatMul => aligned && (input == 0 || inputs[1].len() == 3),
+            LinalgOp::Linear { .. } => aligned && input == 0 && inputs[0].len() >= 2,
+            LinalgOp::Transpose => aligned && inputs[0].len() >= 3,
+        }
+    }
+
+    /// A product is linear in either factor with the other held fixed.
+    pub(crate) fn linear_in(self, varies: &[bool]) -> bool {
+        match self {
+            LinalgOp::MatMul | LinalgOp::Linear { .. } => !(varies[0] && varies[1]),
+            LinalgOp::Transpose => true,
+        }
+    }
+
     pub(crate) fn backward<F: Scalar>(self, b: &Backward<'_, F>) -> InputGrads<F> {
         let g = b.grad;
         match self {

@@ -1,8 +1,10 @@
 //! The differentiable operations on [`Var`](crate::Var), one file per family.
 //!
 //! Each family file holds its op variants, the `Var` methods that record them (the forward
-//! rule) and the backward rule, side by side. This module joins the families into `Op` and
-//! dispatches backward once.
+//! rule), the backward rule, and what each op declares about itself for score-function credit
+//! assignment: whether it *keeps rows* (row `r` of its output reads row `r` of an input and no
+//! other row of it) and whether it is affine in the inputs a draw reaches. This module joins
+//! the families into `Op` and dispatches once.
 //!
 //! | family | ops |
 //! |---|---|
@@ -12,15 +14,21 @@
 //! | [`linalg`] | `matmul` (2-D, batched 3-D @ 2-D and 3-D @ 3-D), `t`, fused `linear` |
 //! | [`factor`] | `cholesky solve_tril diagonal` (a matrix or a batch of matrices) |
 //! | [`shape`] | `reshape unsqueeze broadcast_to slice concat select_rows gather` |
-//! | [`nn`] | `softmax log_softmax bce_with_logits detach` |
+//! | [`nn`] | `softmax log_softmax bce_with_logits` |
+//! | [`stop`] | `detach`, and the draws of score-function sample nodes |
+//! | [`custom`] | ops defined outside the engine ([`CustomOp`], [`Tape::apply`](crate::Tape::apply)) |
 
 pub mod arith;
+pub mod custom;
 pub mod factor;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;
 pub mod shape;
+pub mod stop;
 pub mod unary;
+
+pub use custom::CustomOp;
 
 use ndarray::{ArrayD, ArrayViewD, Zip};
 use smallvec::SmallVec;
@@ -40,24 +48,52 @@ pub(crate) enum Op<F: Scalar> {
     Leaf(Leaf),
     Unary(unary::UnaryOp<F>),
     Arith(arith::ArithOp),
+    MulAdd,
     Reduce(reduce::ReduceOp),
     Linalg(linalg::LinalgOp),
     Factor(factor::FactorOp),
     Shape(shape::ShapeOp),
     Nn(nn::NnOp),
-    /// A distribution's fused `log_prob`.
-    LogProb(crate::dist::loc_scale::LogProbOp<F>),
-    /// Sample nodes and surrogate markers.
-    Estimator(crate::estimator::EstimatorOp<F>),
+    Stop(stop::StopOp),
+    Custom(Box<dyn CustomOp<F>>),
 }
 
 /// What a backward rule reads: its inputs' values, its own output, the gradient of the loss
 /// with respect to that output, and which inputs need a gradient.
-pub(crate) struct Backward<'a, F: Scalar> {
-    pub inputs: &'a [&'a ArrayD<F>],
-    pub output: &'a ArrayD<F>,
-    pub grad: &'a ArrayD<F>,
-    pub needs: &'a [bool],
+///
+/// Built-in rules and [`CustomOp::backward`] read the same context.
+pub struct Backward<'a, F: Scalar> {
+    pub(crate) inputs: &'a [&'a ArrayD<F>],
+    pub(crate) output: &'a ArrayD<F>,
+    pub(crate) grad: &'a ArrayD<F>,
+    pub(crate) needs: &'a [bool],
+}
+
+impl<'a, F: Scalar> Backward<'a, F> {
+    /// The value of input `i`, as it was in the forward pass.
+    pub fn input(&self, i: usize) -> &'a ArrayD<F> {
+        self.inputs[i]
+    }
+
+    /// The number of inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The op's output from the forward pass.
+    pub fn output(&self) -> &'a ArrayD<F> {
+        self.output
+    }
+
+    /// `∂L/∂output`, of the output's shape.
+    pub fn grad(&self) -> &'a ArrayD<F> {
+        self.grad
+    }
+
+    /// Whether input `i` needs a gradient; a rule may return `None` for it otherwise.
+    pub fn needs(&self, i: usize) -> bool {
+        self.needs[i]
+    }
 }
 
 /// One optional gradient per input, in input order.
@@ -72,13 +108,14 @@ impl<F: Scalar> Op<F> {
             Op::Leaf(Leaf::Param(_)) => "param",
             Op::Unary(op) => op.name(),
             Op::Arith(op) => op.name(),
+            Op::MulAdd => "mul_add",
             Op::Reduce(op) => op.name(),
             Op::Linalg(op) => op.name(),
             Op::Factor(op) => op.name(),
             Op::Shape(op) => op.name(),
             Op::Nn(op) => op.name(),
-            Op::LogProb(op) => op.name(),
-            Op::Estimator(op) => op.name(),
+            Op::Stop(op) => op.name(),
+            Op::Custom(op) => op.name(),
         }
     }
 
@@ -87,40 +124,61 @@ impl<F: Scalar> Op<F> {
             Op::Leaf(_) => SmallVec::new(),
             Op::Unary(op) => op.backward(b),
             Op::Arith(op) => op.backward(b),
+            Op::MulAdd => arith::mul_add_backward(b),
             Op::Reduce(op) => op.backward(b),
             Op::Linalg(op) => op.backward(b),
             Op::Factor(op) => op.backward(b),
             Op::Shape(op) => op.backward(b),
             Op::Nn(op) => op.backward(b),
-            Op::LogProb(op) => op.backward(b),
-            Op::Estimator(op) => op.backward(b),
+            Op::Stop(op) => op.backward(b),
+            Op::Custom(op) => op.backward(b).into_iter().collect(),
+        }
+    }
+
+    /// Whether row `r` of the output depends on row `r` of input `input` and on no other row
+    /// of it (the leading axis is the plate of a sample). `inputs` and `output` are the
+    /// shapes; each family declares the rule beside its backward.
+    pub(crate) fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        match self {
+            Op::Leaf(_) => false,
+            Op::Unary(_) => rows_aligned(inputs[input], output),
+            Op::Arith(_) | Op::MulAdd => rows_aligned(inputs[input], output),
+            Op::Reduce(op) => op.keeps_rows(inputs[input], output),
+            Op::Linalg(op) => op.keeps_rows(input, inputs, output),
+            Op::Factor(op) => op.keeps_rows(input, inputs, output),
+            Op::Shape(op) => op.keeps_rows(inputs[input], output),
+            Op::Nn(op) => op.keeps_rows(inputs[input], output),
+            Op::Stop(op) => op.keeps_rows(input, inputs[input], output),
+            Op::Custom(op) => op.keeps_rows(input, inputs, output),
+        }
+    }
+
+    /// Whether the output is affine in the inputs flagged in `varies`, the other inputs held
+    /// fixed, so that credit assignment can split a cost into terms through it.
+    pub(crate) fn linear_in(&self, varies: &[bool]) -> bool {
+        match self {
+            Op::Leaf(_) => false,
+            Op::Unary(op) => op.is_linear(),
+            Op::Arith(op) => op.linear_in(varies),
+            // x·a + b: affine unless both factors vary
+            Op::MulAdd => !(varies[0] && varies[1]),
+            Op::Reduce(op) => op.is_linear(),
+            Op::Linalg(op) => op.linear_in(varies),
+            Op::Factor(op) => op.linear_in(varies),
+            Op::Shape(_) => true,
+            Op::Nn(_) => false,
+            Op::Stop(op) => op.is_linear(),
+            Op::Custom(op) => op.linear_in(varies),
         }
     }
 }
 
-impl<F: Scalar> Op<F> {
-    /// Whether the op is linear in its inputs, so that the score-function credit assignment
-    /// can look through it to the terms of a cost.
-    pub(crate) fn is_linear(&self) -> bool {
-        use arith::ArithOp;
-        use unary::UnaryOp;
-        match self {
-            Op::Arith(op) => matches!(op, ArithOp::Add | ArithOp::Sub),
-            Op::Unary(op) => matches!(
-                op,
-                UnaryOp::Neg
-                    | UnaryOp::AddScalar(_)
-                    | UnaryOp::MulScalar(_)
-                    | UnaryOp::DivScalar(_)
-                    | UnaryOp::ScalarSub(_)
-            ),
-            Op::Reduce(op) => matches!(op, reduce::ReduceOp::Sum(_) | reduce::ReduceOp::Mean(_)),
-            Op::Shape(_) => true,
-            Op::Linalg(op) => matches!(op, linalg::LinalgOp::Transpose),
-            Op::Estimator(crate::estimator::EstimatorOp::Surrogate { .. }) => true,
-            Op::Leaf(_) | Op::Factor(_) | Op::Nn(_) | Op::LogProb(_) | Op::Estimator(_) => false,
-        }
-    }
+/// Whether an input of shape `input` lines its leading axis up with the output's leading
+/// axis, element for element: both have one, of the same length, and the input is not
+/// broadcast along it (NumPy broadcasting aligns trailing axes, so an input with fewer axes
+/// is spread over every row).
+pub(crate) fn rows_aligned(input: &[usize], output: &[usize]) -> bool {
+    !input.is_empty() && input.len() == output.len() && input[0] == output[0]
 }
 
 /// Arrays with at least this many elements are processed on rayon's thread pool; below it,

@@ -1,5 +1,5 @@
-//! Neural-network ops computed in their stable form: `softmax`, `log_softmax`, the fused
-//! `bce_with_logits`, and `detach`.
+//! Neural-network ops computed in their stable form: `softmax`, `log_softmax` and the fused
+//! `bce_with_logits`.
 //!
 //! - `softmax(x) = e^{x − m} / Σ e^{x − m}` with `m` the lane maximum; backward
 //!   `∂L/∂x = y ⊙ (g − Σ g ⊙ y)`.
@@ -13,7 +13,7 @@ use std::panic::Location;
 use smallvec::smallvec;
 
 use super::unary::sigmoid;
-use super::{Backward, InputGrads, Leaf, Op, check_axis_at, lanes_with, zip2, zip3};
+use super::{Backward, InputGrads, Op, check_axis_at, lanes_with, zip2, zip3};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
 
@@ -31,6 +31,16 @@ impl NnOp {
             NnOp::Softmax(_) => "softmax",
             NnOp::LogSoftmax(_) => "log_softmax",
             NnOp::BceWithLogits => "bce_with_logits",
+        }
+    }
+
+    /// A (log-)softmax along a later axis keeps rows, one along the leading axis mixes them;
+    /// the binary cross-entropy is elementwise.
+    pub(crate) fn keeps_rows(self, input: &[usize], output: &[usize]) -> bool {
+        let aligned = super::rows_aligned(input, output);
+        match self {
+            NnOp::Softmax(axis) | NnOp::LogSoftmax(axis) => aligned && axis > 0,
+            NnOp::BceWithLogits => aligned,
         }
     }
 
@@ -158,14 +168,6 @@ impl<'t, F: Scalar> Var<'t, F> {
             value,
             location,
         )
-    }
-
-    /// The same value as a constant: no gradient flows back through it (`stop_grad`).
-    #[track_caller]
-    pub fn detach(self) -> Self {
-        let value = self.value();
-        self.tape
-            .push_leaf(Leaf::Constant, value, false, Location::caller())
     }
 }
 

@@ -41,6 +41,17 @@ impl ReduceOp {
         }
     }
 
+    /// A sum or a mean is linear; a maximum or a log-sum-exp is not.
+    pub(crate) fn is_linear(self) -> bool {
+        matches!(self, ReduceOp::Sum(_) | ReduceOp::Mean(_))
+    }
+
+    /// A reduction along a later axis keeps rows; one along the leading axis, or over every
+    /// element, mixes them.
+    pub(crate) fn keeps_rows(self, input: &[usize], output: &[usize]) -> bool {
+        matches!(self.axis(), Some(axis) if axis > 0) && input.first() == output.first()
+    }
+
     fn axis(self) -> Option<usize> {
         match self {
             ReduceOp::Sum(axis) | ReduceOp::Mean(axis) | ReduceOp::Max(axis) => axis,

@@ -48,6 +48,21 @@ impl ShapeOp {
         }
     }
 
+    /// Moves along later axes keep rows; moves along the leading axis (a slice, a
+    /// concatenation, a gather or a row selection along it) and a reshape that changes its
+    /// length do not. A row-major reshape that keeps the leading length keeps every row's
+    /// elements in that row.
+    pub(crate) fn keeps_rows(&self, input: &[usize], output: &[usize]) -> bool {
+        match self {
+            ShapeOp::Reshape => !input.is_empty() && !output.is_empty() && input[0] == output[0],
+            ShapeOp::BroadcastTo => super::rows_aligned(input, output),
+            ShapeOp::Slice { axis, .. }
+            | ShapeOp::Concat { axis }
+            | ShapeOp::Gather { axis, .. } => *axis > 0 && super::rows_aligned(input, output),
+            ShapeOp::SelectRows(_) => false,
+        }
+    }
+
     pub(crate) fn backward<F: Scalar>(&self, b: &Backward<'_, F>) -> InputGrads<F> {
         let (x, g) = (b.inputs[0], b.grad);
         match self {

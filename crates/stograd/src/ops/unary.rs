@@ -119,6 +119,19 @@ unary_table! {
 }
 
 impl<F: Scalar> UnaryOp<F> {
+    /// The affine rows: a shift, a scaling, a negation. (Every row keeps rows separate, being
+    /// elementwise.)
+    pub(crate) fn is_linear(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::Neg
+                | UnaryOp::AddScalar(_)
+                | UnaryOp::MulScalar(_)
+                | UnaryOp::DivScalar(_)
+                | UnaryOp::ScalarSub(_)
+        )
+    }
+
     pub(crate) fn backward(self, b: &Backward<'_, F>) -> InputGrads<F> {
         smallvec![Some(self.derivative_times(b.inputs[0], b.output, b.grad))]
     }

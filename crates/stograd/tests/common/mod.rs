@@ -8,6 +8,8 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod enumerate;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ndarray::{ArrayD, Dimension, IxDyn};

@@ -129,6 +129,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
         vec![self.params.given]
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![0])
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         // u ~ U[0, 1) in f64, so that small probabilities keep their resolution in f32 too
         let u: ArrayD<f64> = draw_array(&self.batch_shape, rng, |r| r.random::<f64>());

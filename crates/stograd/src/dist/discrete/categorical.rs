@@ -240,6 +240,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
         vec![self.params.params.given]
     }
 
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![1])
+    }
+
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
         let indices = self.params.draw_indices(rng);
         let values = indices.into_iter().map(|k| F::from_f64(k as f64)).collect();
@@ -424,6 +428,10 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
 
     fn params(&self) -> Vec<Var<'t, F>> {
         vec![self.params.params.given]
+    }
+
+    fn param_event_dims(&self) -> Option<Vec<usize>> {
+        Some(vec![1])
     }
 
     fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {

@@ -1,0 +1,126 @@
+//! The backward sweep: the estimators' seeds, then every node's backward rule in reverse
+//! recording order.
+//!
+//! This sits above `ops/`, `dist/` and `estimator/`: the tape only records, the ops only know
+//! their own rules, and the sweep asks the estimators what to add before it starts.
+
+use ndarray::ArrayD;
+use smallvec::SmallVec;
+
+use crate::error::Pass;
+use crate::gradients::Gradients;
+use crate::ops::{Backward, Leaf, Op};
+use crate::tape::{Node, accumulate, ancestors, first_nonfinite};
+use crate::{Error, Result, Scalar, Tape, Var};
+
+impl<F: Scalar> Var<'_, F> {
+    /// Differentiates this value with respect to every differentiable leaf below it.
+    ///
+    /// A non-scalar value differentiates the sum of its elements. For every score-function
+    /// node below it, the estimator's term `log q(w) · (Q_w − b_w)` is added first, crediting
+    /// the draw with the part `Q_w` of this value that depends on it (see
+    /// [`Tape::surrogate`] for what a surrogate inside the value changes). The tape is not
+    /// consumed: backward can run again from the same or another `Var` and gives the same
+    /// result.
+    ///
+    /// # Errors
+    /// [`Error::Anomaly`] when anomaly detection is on and an op upstream produced NaN or
+    /// infinity, in its forward or its backward pass; the score-function estimator's errors
+    /// ([`Error::UnsupportedEstimator`] for a baseline the cost cannot serve,
+    /// [`Error::SurrogateNotLinear`] for a surrogate used inside a non-linear op).
+    pub fn backward(self) -> Result<Gradients<F>> {
+        sweep(self.tape, self.index as usize)
+    }
+}
+
+/// Seeds `∂root/∂root = 1` (all ones for a non-scalar root), adds the score-function seeds,
+/// and applies each node's backward rule in reverse recording order, accumulating into its
+/// parents.
+fn sweep<F: Scalar>(tape: &Tape<F>, root: usize) -> Result<Gradients<F>> {
+    let nodes = tape.nodes.borrow();
+    check_forward_anomaly(tape, &nodes, root)?;
+    let check = tape.detect_anomaly.get();
+
+    let mut grads: Vec<Option<ArrayD<F>>> = (0..=root).map(|_| None).collect();
+    if nodes[root].requires_grad {
+        grads[root] = Some(ArrayD::ones(nodes[root].value.raw_dim()));
+    }
+    // Seeds sit on `log q` and learned-baseline nodes, all recorded before the root.
+    let credit = crate::estimator::credit(&nodes, &tape.register.borrow(), root)?;
+    for (node, seed) in credit.seeds {
+        if nodes[node].requires_grad {
+            accumulate(&mut grads[node], seed);
+        }
+    }
+    for i in (0..=root).rev() {
+        let node = &nodes[i];
+        if !node.requires_grad || node.parents.is_empty() {
+            continue;
+        }
+        let (below, here) = grads.split_at_mut(i);
+        let Some(grad) = here[0].as_ref() else {
+            continue;
+        };
+        let inputs = node.inputs(&nodes);
+        let needs: SmallVec<[bool; 2]> = node
+            .parents
+            .iter()
+            .map(|&p| nodes[p as usize].requires_grad)
+            .collect();
+        let parent_grads = node.op.backward(&Backward {
+            inputs: &inputs,
+            output: &node.value,
+            grad,
+            needs: &needs,
+        });
+        for (&p, pg) in node.parents.iter().zip(parent_grads) {
+            let Some(pg) = pg else { continue };
+            if check && let Some(value) = first_nonfinite(&pg) {
+                return Err(Error::Anomaly {
+                    op: node.op.name(),
+                    location: node.location,
+                    pass: Pass::Backward,
+                    value,
+                });
+            }
+            debug_assert_eq!(
+                pg.shape(),
+                nodes[p as usize].value.shape(),
+                "{}",
+                node.op.name()
+            );
+            accumulate(&mut below[p as usize], pg);
+        }
+    }
+    let param_leaves = nodes[..=root]
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n.op {
+            Op::Leaf(Leaf::Param(id)) => Some((id, i as u32)),
+            _ => None,
+        });
+    Ok(Gradients::new(tape.id(), grads, param_leaves))
+}
+
+/// With anomaly detection on, the first non-finite forward value among the root's ancestors
+/// is an error.
+fn check_forward_anomaly<F: Scalar>(tape: &Tape<F>, nodes: &[Node<F>], root: usize) -> Result<()> {
+    let nonfinite = tape.nonfinite.borrow();
+    if nonfinite.iter().all(|&i| i as usize > root) {
+        return Ok(());
+    }
+    let ancestor = ancestors(nodes, root);
+    match nonfinite
+        .iter()
+        .map(|&i| i as usize)
+        .find(|&i| i <= root && ancestor[i])
+    {
+        None => Ok(()),
+        Some(i) => Err(Error::Anomaly {
+            op: nodes[i].op.name(),
+            location: nodes[i].location,
+            pass: Pass::Forward,
+            value: first_nonfinite(&nodes[i].value).unwrap_or(f64::NAN),
+        }),
+    }
+}

@@ -1,0 +1,109 @@
+//! Ops defined outside the engine: a forward, its backward rule, and what the op declares
+//! about itself, behind one trait, so a crate can add a fused kernel without touching the
+//! engine.
+//!
+//! A custom op is recorded like a built-in one ([`Tape::apply`]), differentiated by the same
+//! sweep, reported by name in anomaly mode, and checked the same way: by
+//! [`check::gradcheck`](crate::check::gradcheck) against finite differences.
+
+use std::panic::Location;
+
+use ndarray::ArrayD;
+use smallvec::SmallVec;
+
+use super::{Backward, Op, standard};
+use crate::{Scalar, Tape, Var};
+
+/// A differentiable op written outside the engine.
+///
+/// `forward` computes the output from the inputs' values; `backward` returns one gradient per
+/// input (`None` where [`Backward::needs`] is false, or where the input is not
+/// differentiable). The two optional declarations let score-function credit assignment see
+/// through the op; their defaults are the conservative answers, which are always unbiased.
+///
+/// # Example
+/// ```
+/// use ndarray::{array, ArrayD};
+/// use stograd::check::{gradcheck, Tolerance};
+/// use stograd::ops::{Backward, CustomOp};
+/// use stograd::Tape;
+///
+/// /// `x · e^x`, fused: `d/dx = (1 + x) e^x`.
+/// struct XExpX;
+///
+/// impl CustomOp<f64> for XExpX {
+///     fn name(&self) -> &'static str {
+///         "x_exp_x"
+///     }
+///     fn forward(&self, inputs: &[&ArrayD<f64>]) -> ArrayD<f64> {
+///         inputs[0].mapv(|x| x * x.exp())
+///     }
+///     fn backward(&self, b: &Backward<'_, f64>) -> Vec<Option<ArrayD<f64>>> {
+///         let dx = ndarray::Zip::from(b.input(0))
+///             .and(b.grad())
+///             .map_collect(|&x, &g| g * (1.0 + x) * x.exp());
+///         vec![Some(dx)]
+///     }
+///     fn keeps_rows(&self, _: usize, _: &[&[usize]], _: &[usize]) -> bool {
+///         true // elementwise
+///     }
+/// }
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.variable(array![0.5, -1.0]);
+/// let y = tape.apply(XExpX, &[x]);
+/// assert!((y.value()[0] - 0.5 * 0.5f64.exp()).abs() < 1e-15);
+/// gradcheck(|t, v| t.apply(XExpX, &[v[0]]), &[array![0.5, -1.0].into_dyn()], Tolerance::default())?;
+/// # Ok::<(), stograd::Error>(())
+/// ```
+pub trait CustomOp<F: Scalar>: 'static {
+    /// The op's name, for anomaly reports.
+    fn name(&self) -> &'static str;
+
+    /// The output from the inputs' values. Check shapes before [`Tape::apply`], so that a
+    /// misuse panics at the caller's line.
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F>;
+
+    /// One gradient per input, each of that input's shape.
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>>;
+
+    /// Whether row `r` of the output depends on row `r` of input `input` and on no other row
+    /// of it (the leading axis being a sample's batch axis); `inputs` and `output` are the
+    /// shapes. Declaring `true` where it does not hold biases score-function estimates; the
+    /// default, `false`, is always safe.
+    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        let _ = (input, inputs, output);
+        false
+    }
+
+    /// Whether the output is affine in the inputs flagged in `varies`, the others held fixed.
+    /// The default, `false`, is always safe.
+    fn linear_in(&self, varies: &[bool]) -> bool {
+        let _ = varies;
+        false
+    }
+}
+
+impl<F: Scalar> Tape<F> {
+    /// Records a [`CustomOp`] applied to `inputs`.
+    ///
+    /// # Panics
+    /// If the inputs come from different tapes (or another tape than `self`).
+    #[track_caller]
+    pub fn apply<'t>(&'t self, op: impl CustomOp<F>, inputs: &[Var<'t, F>]) -> Var<'t, F> {
+        let location = Location::caller();
+        for v in inputs {
+            self.check_owns(op.name(), *v);
+        }
+        let value = {
+            let nodes = self.nodes.borrow();
+            let values: Vec<&ArrayD<F>> = inputs
+                .iter()
+                .map(|v| &nodes[v.index as usize].value)
+                .collect();
+            standard(op.forward(&values))
+        };
+        let parents: SmallVec<[u32; 2]> = inputs.iter().map(|v| v.index).collect();
+        self.push(Op::Custom(Box::new(op)), parents, value, location)
+    }
+}
