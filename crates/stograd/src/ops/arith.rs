@@ -97,6 +97,17 @@ impl ArithOp {
     }
 }
 
+/// Elementwise ops with broadcasting keep rows of every input that has the output's leading
+/// axis unbroadcast.
+pub(crate) fn keeps_rows(input: &[usize], output: &[usize]) -> bool {
+    super::rows_aligned(input, output)
+}
+
+/// `x·a + b` is affine unless both factors vary.
+pub(crate) fn mul_add_linear_in(varies: &[bool]) -> bool {
+    !(varies[0] && varies[1])
+}
+
 /// The backward rule of `x.mul_add(a, b) = x·a + b`: `g·a`, `g·x` and `g`, each summed back
 /// over the axes it was broadcast along.
 pub(crate) fn mul_add_backward<F: Scalar>(b: &Backward<'_, F>) -> InputGrads<F> {

@@ -141,8 +141,7 @@ impl<F: Scalar> Op<F> {
     pub(crate) fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
         match self {
             Op::Leaf(_) => false,
-            Op::Unary(_) => rows_aligned(inputs[input], output),
-            Op::Arith(_) | Op::MulAdd => rows_aligned(inputs[input], output),
+            Op::Unary(_) | Op::Arith(_) | Op::MulAdd => arith::keeps_rows(inputs[input], output),
             Op::Reduce(op) => op.keeps_rows(inputs[input], output),
             Op::Linalg(op) => op.keeps_rows(input, inputs, output),
             Op::Factor(op) => op.keeps_rows(input, inputs, output),
@@ -160,8 +159,7 @@ impl<F: Scalar> Op<F> {
             Op::Leaf(_) => false,
             Op::Unary(op) => op.is_linear(),
             Op::Arith(op) => op.linear_in(varies),
-            // x·a + b: affine unless both factors vary
-            Op::MulAdd => !(varies[0] && varies[1]),
+            Op::MulAdd => arith::mul_add_linear_in(varies),
             Op::Reduce(op) => op.is_linear(),
             Op::Linalg(op) => op.linear_in(varies),
             Op::Factor(op) => op.linear_in(varies),
