@@ -84,11 +84,9 @@ fn dense_layer(c: &mut Criterion) {
         .unwrap();
     group.bench_function("engine_linear_relu_forward_backward", |bench| {
         bench.iter(|| {
-            let tape = Tape::with_capacity(8);
+            let tape = Tape::with_params(&params);
             let x = tape.variable(x0.clone());
-            let y = x
-                .linear(tape.param(&params, w), Some(tape.param(&params, b)))
-                .relu();
+            let y = x.linear(tape.param(w), Some(tape.param(b))).relu();
             let grads = y.backward().unwrap();
             black_box((grads.param(w).is_some(), grads.wrt(x).is_some()));
         })

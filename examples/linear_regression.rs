@@ -417,10 +417,10 @@ fn run(args: &Args) -> Result<(), Error> {
 
     println!("{:>7}  {:>10}  {:>10}", "epoch", "train MSE", "test MSE");
     for epoch in 1..=args.epochs {
-        let tape = Tape::new();
+        let tape = Tape::with_params(&params);
         let pred = tape
             .constant(x_train.clone())
-            .linear(tape.param(&params, w), Some(tape.param(&params, b)));
+            .linear(tape.param(w), Some(tape.param(b)));
         let loss = (pred - tape.constant(y_train.clone())).square().mean();
         let grads = loss.backward()?;
         let train_loss = loss.item();

@@ -27,16 +27,30 @@ impl<F: Scalar> Var<'_, F> {
     /// [`Error::Anomaly`] when anomaly detection is on and an op upstream produced NaN or
     /// infinity, in its forward or its backward pass; the score-function estimator's errors
     /// ([`Error::UnsupportedEstimator`] for a baseline the cost cannot serve,
-    /// [`Error::SurrogateNotLinear`] for a surrogate used inside a non-linear op).
+    /// [`Error::SurrogateNotLinear`] for a surrogate used inside a non-linear op);
+    /// [`Error::NoGraph`] on an [inference tape](Tape::inference).
     pub fn backward(self) -> Result<Gradients<F>> {
         sweep(self.tape, self.index as usize)
+    }
+}
+
+impl<F: Scalar> Var<'_, F> {
+    /// Asks the next backward passes to keep this intermediate's gradient, for
+    /// [`Gradients::wrt`]; backward frees the gradients of other intermediates as soon as it
+    /// has used them. (Leaves always keep theirs.)
+    pub fn retain_grad(self) -> Self {
+        self.tape.nodes.borrow_mut()[self.index as usize].retain_grad = true;
+        self
     }
 }
 
 /// Seeds `∂root/∂root = 1` (all ones for a non-scalar root), adds the score-function seeds,
 /// and applies each node's backward rule in reverse recording order, accumulating into its
 /// parents.
-fn sweep<F: Scalar>(tape: &Tape<F>, root: usize) -> Result<Gradients<F>> {
+fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize) -> Result<Gradients<F>> {
+    if !tape.records {
+        return Err(Error::NoGraph);
+    }
     let nodes = tape.nodes.borrow();
     check_forward_anomaly(tape, &nodes, root)?;
     let check = tape.detect_anomaly.get();
@@ -58,7 +72,7 @@ fn sweep<F: Scalar>(tape: &Tape<F>, root: usize) -> Result<Gradients<F>> {
             continue;
         }
         let (below, here) = grads.split_at_mut(i);
-        let Some(grad) = here[0].as_ref() else {
+        let Some(grad) = here[0].take() else {
             continue;
         };
         let inputs = node.inputs(&nodes);
@@ -70,9 +84,15 @@ fn sweep<F: Scalar>(tape: &Tape<F>, root: usize) -> Result<Gradients<F>> {
         let parent_grads = node.op.backward(&Backward {
             inputs: &inputs,
             output: &node.value,
-            grad,
+            grad: &grad,
             needs: &needs,
         });
+        // an intermediate's gradient is freed once its inputs have theirs
+        if node.retain_grad {
+            here[0] = Some(grad);
+        } else {
+            crate::pool::give(grad);
+        }
         for (&p, pg) in node.parents.iter().zip(parent_grads) {
             let Some(pg) = pg else { continue };
             if check && let Some(value) = first_nonfinite(&pg) {
@@ -92,19 +112,30 @@ fn sweep<F: Scalar>(tape: &Tape<F>, root: usize) -> Result<Gradients<F>> {
             accumulate(&mut below[p as usize], pg);
         }
     }
-    let param_leaves = nodes[..=root]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| match n.op {
-            Op::Leaf(Leaf::Param(id)) => Some((id, i as u32)),
-            _ => None,
-        });
-    Ok(Gradients::new(tape.id(), grads, param_leaves))
+    let mut params = Vec::new();
+    let mut kept = Vec::new();
+    for (i, grad) in grads.into_iter().enumerate() {
+        let Some(grad) = grad else { continue };
+        match nodes[i].op {
+            Op::Leaf(Leaf::Param(id)) => {
+                if params.len() <= id.index() {
+                    params.resize_with(id.index() + 1, || None);
+                }
+                params[id.index()] = Some(grad);
+            }
+            _ => kept.push((i as u32, grad)),
+        }
+    }
+    Ok(Gradients::new(tape.id(), params, kept))
 }
 
 /// With anomaly detection on, the first non-finite forward value among the root's ancestors
 /// is an error.
-fn check_forward_anomaly<F: Scalar>(tape: &Tape<F>, nodes: &[Node<F>], root: usize) -> Result<()> {
+fn check_forward_anomaly<F: Scalar>(
+    tape: &Tape<'_, F>,
+    nodes: &[Node<F>],
+    root: usize,
+) -> Result<()> {
     let nonfinite = tape.nonfinite.borrow();
     if nonfinite.iter().all(|&i| i as usize > root) {
         return Ok(());

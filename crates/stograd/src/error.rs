@@ -159,6 +159,13 @@ pub enum Error {
         distribution: &'static str,
     },
 
+    /// Backward was asked of an inference tape, which records no graph.
+    #[error(
+        "backward on an inference tape, which records no graph; record the step on \
+         Tape::with_params(&params) to differentiate it"
+    )]
+    NoGraph,
+
     /// A surrogate was used inside a non-linear op, where it estimates no gradient.
     #[error(
         "the surrogate taken at {surrogate} is used inside `{op}` (recorded at {location}), \

@@ -20,10 +20,11 @@
 //! let x = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]];
 //! let y = array![[1.5], [2.5], [3.5], [4.5]]; // y = x · [1, 2]ᵀ + 0.5
 //! for _ in 0..500 {
-//!     let tape = Tape::new();
-//!     let pred = tape.constant(x.clone()).linear(tape.param(&params, w), Some(tape.param(&params, b)));
+//!     let tape = Tape::with_params(&params); // records each parameter without copying it
+//!     let pred = tape.constant(x.clone()).linear(tape.param(w), Some(tape.param(b)));
 //!     let loss = (pred - tape.constant(y.clone())).square().mean();
 //!     let grads = loss.backward()?;
+//!     drop(tape); // the parameters are now updated in place
 //!     for id in [w, b] {
 //!         let g = grads.param(id).expect("both parameters are used");
 //!         params.get_mut(id).scaled_add(-0.2, g);
@@ -55,6 +56,11 @@ mod pool;
 mod scalar;
 mod tape;
 
+/// The `ndarray` version stograd's arrays come from: use it, so the types match.
+pub use ndarray;
+/// The `rand` version stograd's samplers take: use it, so the generator traits match.
+pub use rand;
+
 pub use error::{Error, Pass, Result};
 pub use estimator::Estimator;
 pub use gradients::Gradients;
@@ -69,6 +75,12 @@ struct ReadmeTour;
 
 /// The types most programs need: `use stograd::prelude::*;`.
 pub mod prelude {
-    pub use crate::dist::Distribution;
+    pub use crate::dist::kl::kl_divergence;
+    pub use crate::dist::{
+        Bernoulli, Categorical, Cauchy, Distribution, Exponential, Laplace, Logistic,
+        LowRankMultivariateNormal, MultivariateNormal, Normal, OneHotCategorical, RelaxedBernoulli,
+        RelaxedOneHotCategorical, Uniform,
+    };
+    pub use crate::estimator::{Baseline, EmaBaseline};
     pub use crate::{Error, Estimator, Gradients, ParamId, Params, Result, Scalar, Tape, Var};
 }

@@ -3,7 +3,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::panic::Location;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array, ArrayD, Dimension};
@@ -11,7 +14,8 @@ use smallvec::SmallVec;
 
 use crate::estimator::Register;
 use crate::ops::{Leaf, Op};
-use crate::{ParamId, Params, Scalar};
+use crate::params::Bound;
+use crate::{Params, Scalar};
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -19,10 +23,30 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct Node<F: Scalar> {
     pub(crate) op: Op<F>,
     pub(crate) parents: SmallVec<[u32; 2]>,
-    pub(crate) value: ArrayD<F>,
+    pub(crate) value: Value<F>,
     /// Whether some leaf below this node is differentiable; backward skips nodes without.
     pub(crate) requires_grad: bool,
+    /// Whether backward keeps this node's gradient although it is not a leaf.
+    pub(crate) retain_grad: bool,
     pub(crate) location: &'static Location<'static>,
+}
+
+/// A node's value: its own array, or a parameter's, shared with [`Params`](crate::Params)
+/// without a copy.
+pub(crate) enum Value<F> {
+    Owned(ArrayD<F>),
+    Shared(Arc<ArrayD<F>>),
+}
+
+impl<F> Deref for Value<F> {
+    type Target = ArrayD<F>;
+
+    fn deref(&self) -> &ArrayD<F> {
+        match self {
+            Value::Owned(a) => a,
+            Value::Shared(a) => a,
+        }
+    }
 }
 
 impl<F: Scalar> Node<F> {
@@ -30,7 +54,7 @@ impl<F: Scalar> Node<F> {
     pub(crate) fn inputs<'a>(&self, nodes: &'a [Node<F>]) -> SmallVec<[&'a ArrayD<F>; 4]> {
         self.parents
             .iter()
-            .map(|&p| &nodes[p as usize].value)
+            .map(|&p| &*nodes[p as usize].value)
             .collect()
     }
 }
@@ -63,6 +87,10 @@ pub(crate) fn accumulate<F: Scalar>(slot: &mut Option<ArrayD<F>>, grad: ArrayD<F
 /// Nodes keep their inputs' indices (not closures), so the graph can be inspected: anomaly
 /// detection names the op and the line that recorded it.
 ///
+/// A tape that reads parameters is bound to them ([`Tape::with_params`]): each parameter is
+/// recorded once, shared with the store rather than copied, and a model's `forward` needs
+/// only the tape. An [inference tape](Tape::inference) records no graph at all.
+///
 /// # Example
 /// ```
 /// use ndarray::{array, ArrayD};
@@ -71,15 +99,15 @@ pub(crate) fn accumulate<F: Scalar>(slot: &mut Option<ArrayD<F>>, grad: ArrayD<F
 /// let mut params = Params::<f64>::new();
 /// let w = params.insert("w", array![1.0, -2.0].into_dyn())?;
 ///
-/// let tape = Tape::new();
+/// let tape = Tape::with_params(&params);
 /// let x = tape.constant(array![3.0, 4.0]);
-/// let loss = (tape.param(&params, w) * x).sum().powf(2.0); // (w·x)²
+/// let loss = (tape.param(w) * x).sum().powf(2.0); // (w·x)²
 /// let grads = loss.backward()?;
 /// // ∂/∂w (w·x)² = 2 (w·x) x = 2 · (−5) · [3, 4]
 /// assert_eq!(grads.param(w).unwrap(), &array![-30.0, -40.0].into_dyn());
 /// # Ok::<(), stograd::Error>(())
 /// ```
-pub struct Tape<F: Scalar> {
+pub struct Tape<'p, F: Scalar> {
     id: u64,
     pub(crate) nodes: RefCell<Vec<Node<F>>>,
     pub(crate) detect_anomaly: Cell<bool>,
@@ -87,6 +115,13 @@ pub struct Tape<F: Scalar> {
     pub(crate) nonfinite: RefCell<Vec<u32>>,
     /// The sample nodes and surrogates recorded on this tape.
     pub(crate) register: RefCell<Register<F>>,
+    /// The parameters the tape reads, if it is bound to a store.
+    pub(crate) bound: Option<Bound<F>>,
+    /// Whether the tape records a graph (false on an inference tape).
+    pub(crate) records: bool,
+    /// A bound tape borrows its store, so the store cannot change under it: an update
+    /// waits until the tape is dropped, and then happens in place.
+    _params: PhantomData<&'p Params<F>>,
 }
 
 /// A handle to a value recorded on a [`Tape`]: copyable, cheap, and valid as long as the tape.
@@ -95,26 +130,28 @@ pub struct Tape<F: Scalar> {
 /// differentiates.
 #[derive(Clone, Copy)]
 pub struct Var<'t, F: Scalar> {
-    pub(crate) tape: &'t Tape<F>,
+    pub(crate) tape: &'t Tape<'t, F>,
     pub(crate) index: u32,
 }
 
-impl<F: Scalar> Default for Tape<F> {
+impl<F: Scalar> Default for Tape<'_, F> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<F: Scalar> Drop for Tape<F> {
+impl<F: Scalar> Drop for Tape<'_, F> {
     /// Hands the large node values to the buffer pool for the next step.
     fn drop(&mut self) {
         for node in self.nodes.get_mut().drain(..) {
-            crate::pool::give(node.value);
+            if let Value::Owned(value) = node.value {
+                crate::pool::give(value);
+            }
         }
     }
 }
 
-impl<F: Scalar> fmt::Debug for Tape<F> {
+impl<F: Scalar> fmt::Debug for Tape<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tape")
             .field("id", &self.id)
@@ -123,7 +160,7 @@ impl<F: Scalar> fmt::Debug for Tape<F> {
     }
 }
 
-impl<F: Scalar> Tape<F> {
+impl<F: Scalar> Tape<'_, F> {
     /// An empty tape.
     pub fn new() -> Self {
         Self::with_capacity(0)
@@ -131,12 +168,19 @@ impl<F: Scalar> Tape<F> {
 
     /// An empty tape with room for `nodes` nodes before it reallocates.
     pub fn with_capacity(nodes: usize) -> Self {
+        Self::build(nodes, None, true)
+    }
+
+    pub(crate) fn build(nodes: usize, bound: Option<Bound<F>>, records: bool) -> Self {
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             nodes: RefCell::new(Vec::with_capacity(nodes)),
             detect_anomaly: Cell::new(false),
             nonfinite: RefCell::new(Vec::new()),
             register: RefCell::new(Register::default()),
+            bound,
+            records,
+            _params: PhantomData,
         }
     }
 
@@ -158,14 +202,6 @@ impl<F: Scalar> Tape<F> {
     /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Records a parameter's current value as a differentiable leaf; its gradient is read back
-    /// with [`Gradients::param`](crate::Gradients::param).
-    #[track_caller]
-    pub fn param(&self, params: &Params<F>, id: ParamId) -> Var<'_, F> {
-        let value = params.get(id).as_standard_layout().into_owned();
-        self.push_leaf(Leaf::Param(id), value, true, Location::caller())
     }
 
     /// Records a constant: no gradient flows into it.
@@ -200,16 +236,13 @@ impl<F: Scalar> Tape<F> {
         requires_grad: bool,
         location: &'static Location<'static>,
     ) -> Var<'_, F> {
-        let value = if value.is_standard_layout() {
-            value
-        } else {
-            value.as_standard_layout().into_owned()
-        };
+        let value = crate::ops::standard(value);
         self.push_node(Node {
             op: Op::Leaf(leaf),
             parents: SmallVec::new(),
-            value,
-            requires_grad,
+            value: Value::Owned(value),
+            requires_grad: requires_grad && self.records,
+            retain_grad: false,
             location,
         })
     }
@@ -228,6 +261,16 @@ impl<F: Scalar> Tape<F> {
             "{} produced a strided array",
             op.name()
         );
+        if !self.records {
+            return self.push_node(Node {
+                op,
+                parents: SmallVec::new(),
+                value: Value::Owned(value),
+                requires_grad: false,
+                retain_grad: false,
+                location,
+            });
+        }
         let requires_grad = {
             let nodes = self.nodes.borrow();
             parents.iter().any(|&p| nodes[p as usize].requires_grad)
@@ -235,8 +278,9 @@ impl<F: Scalar> Tape<F> {
         self.push_node(Node {
             op,
             parents,
-            value,
+            value: Value::Owned(value),
             requires_grad,
+            retain_grad: false,
             location,
         })
     }
@@ -250,16 +294,22 @@ impl<F: Scalar> Tape<F> {
         value: ArrayD<F>,
         location: &'static Location<'static>,
     ) -> Var<'_, F> {
+        let parents = if self.records {
+            parents
+        } else {
+            SmallVec::new()
+        };
         self.push_node(Node {
             op,
             parents,
-            value,
+            value: Value::Owned(value),
             requires_grad: false,
+            retain_grad: false,
             location,
         })
     }
 
-    fn push_node(&self, node: Node<F>) -> Var<'_, F> {
+    pub(crate) fn push_node(&self, node: Node<F>) -> Var<'_, F> {
         let mut nodes = self.nodes.borrow_mut();
         let index = u32::try_from(nodes.len()).expect("a tape holds at most 2³² nodes");
         if self.detect_anomaly.get() && first_nonfinite(&node.value).is_some() {
@@ -295,7 +345,7 @@ pub(crate) fn first_nonfinite<F: Scalar>(a: &ArrayD<F>) -> Option<f64> {
 
 impl<'t, F: Scalar> Var<'t, F> {
     /// The tape this value lives on.
-    pub fn tape(self) -> &'t Tape<F> {
+    pub fn tape(self) -> &'t Tape<'t, F> {
         self.tape
     }
 
@@ -362,6 +412,26 @@ impl<F: Scalar> fmt::Debug for Var<'_, F> {
             .field("op", &node.op.name())
             .field("shape", &node.value.shape())
             .finish()
+    }
+}
+
+/// The values, as ndarray prints them (formatting options such as `{:.3}` apply), then the
+/// shape and the op that made them.
+///
+/// ```
+/// use ndarray::array;
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.constant(array![1.0, 2.5]).exp();
+/// assert_eq!(format!("{x:.2}"), "[2.72, 12.18] (shape [2], exp)");
+/// ```
+impl<F: Scalar> fmt::Display for Var<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = self.tape.nodes.borrow();
+        let node = &nodes[self.index as usize];
+        fmt::Display::fmt(&*node.value, f)?;
+        write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
     }
 }
 

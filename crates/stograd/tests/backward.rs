@@ -4,7 +4,7 @@
 #[macro_use]
 mod common;
 
-use common::{assert_close, c, cast, normal, tol, var, widen};
+use common::{assert_close, c, cast, normal, panic_message, tol, var, widen};
 use ndarray::{ArrayD, IxDyn, array};
 use stograd::{Error, Params, Pass, Scalar, Tape, Var};
 
@@ -55,10 +55,10 @@ fn a_param_recorded_twice_sums_its_gradients<F: Scalar>() {
     let unused = params
         .insert("unused", cast::<F>(&array![1.0].into_dyn()))
         .unwrap();
-    let tape = Tape::<F>::new();
-    let (w1, w2) = (tape.param(&params, w), tape.param(&params, w));
-    let w3 = tape.param(&params, w);
-    let bv = tape.param(&params, b);
+    let tape = Tape::with_params(&params);
+    let (w1, w2) = (tape.param(w), tape.param(w));
+    let w3 = tape.param(w);
+    let bv = tape.param(b);
     // L = Σ w·w + 3 Σ w + b: ∂L/∂w = 2w + 3 = [5, −1, 9], ∂L/∂b = 1
     let loss = (w1 * w2).sum() + (w3 * c::<F>(3.0)).sum() + bv.sum();
     let grads = loss.backward().unwrap();
@@ -67,19 +67,102 @@ fn a_param_recorded_twice_sums_its_gradients<F: Scalar>() {
         array![5.0, -1.0, 9.0].into_dyn()
     );
     assert_eq!(widen(grads.param(b).unwrap()), array![1.0].into_dyn());
-    // Each leaf keeps its own part: ∂L/∂w1 = w2, ∂L/∂w3 = 3.
-    assert_eq!(grad_of(&grads, w1), array![1.0, -2.0, 3.0].into_dyn());
-    assert_eq!(grad_of(&grads, w3), array![3.0, 3.0, 3.0].into_dyn());
+    // A parameter is recorded once per tape, however often it is asked for.
+    let recorded = tape.len();
+    let _ = tape.param(w);
+    assert_eq!(tape.len(), recorded);
+    assert_eq!(grad_of(&grads, w1), array![5.0, -1.0, 9.0].into_dyn());
     // A parameter never recorded has no gradient; `params()` lists exactly the two others.
     assert!(grads.param(unused).is_none());
     let listed: Vec<_> = grads.params().map(|(id, _)| id).collect();
     assert_eq!(listed, vec![w, b]);
 }
 
+fn frozen_parameters_get_no_gradient<F: Scalar>() {
+    let mut params = Params::<F>::new();
+    let w = params
+        .insert("w", cast::<F>(&array![1.0, 2.0].into_dyn()))
+        .unwrap();
+    let b = params
+        .insert("b", cast::<F>(&array![0.5].into_dyn()))
+        .unwrap();
+    params.freeze(b);
+    let tape = Tape::with_params(&params);
+    let loss = (tape.param(w) * tape.param(b)).sum();
+    let grads = loss.backward().unwrap();
+    assert_eq!(widen(grads.param(w).unwrap()), array![0.5, 0.5].into_dyn());
+    assert!(grads.param(b).is_none());
+    assert!(!tape.param(b).requires_grad());
+}
+
+fn gradients_accumulate_scale_and_clip<F: Scalar>() {
+    let mut params = Params::<F>::new();
+    let w = params
+        .insert("w", cast::<F>(&array![3.0, -4.0].into_dyn()))
+        .unwrap();
+    let step = |x: f64| {
+        let tape = Tape::with_params(&params);
+        (tape.param(w) * c::<F>(x)).sum().backward().unwrap()
+    };
+    let mut total = step(1.0);
+    total.accumulate(&step(2.0));
+    assert_eq!(widen(total.param(w).unwrap()), array![3.0, 3.0].into_dyn());
+    total.scale(c::<F>(0.5));
+    assert_eq!(widen(total.param(w).unwrap()), array![1.5, 1.5].into_dyn());
+    total.clip_value(c::<F>(1.0));
+    assert_eq!(widen(total.param(w).unwrap()), array![1.0, 1.0].into_dyn());
+    // ‖[1, 1]‖ = √2 is returned, and the gradient scaled to norm 1
+    let norm = total.clip_norm(c::<F>(1.0));
+    assert!((norm.as_f64() - 2f64.sqrt()).abs() < tol::<F>());
+    assert!((total.global_norm().as_f64() - 1.0).abs() < tol::<F>());
+}
+
 for_each_float!(
     gradients_accumulate_over_uses,
-    a_param_recorded_twice_sums_its_gradients
+    a_param_recorded_twice_sums_its_gradients,
+    frozen_parameters_get_no_gradient,
+    gradients_accumulate_scale_and_clip,
 );
+
+#[test]
+fn parameters_update_in_place_once_the_tape_is_gone() {
+    let mut params = Params::<f64>::new();
+    let w = params.insert("w", ArrayD::zeros(IxDyn(&[1000]))).unwrap();
+    let before = params.get(w).as_ptr();
+    let grads = {
+        let tape = Tape::with_params(&params);
+        (tape.param(w) * 2.0).sum().backward().unwrap()
+    };
+    params.get_mut(w).scaled_add(-0.1, grads.param(w).unwrap());
+    assert_eq!(
+        params.get(w).as_ptr(),
+        before,
+        "the update copied the array"
+    );
+    assert_eq!(params.get(w)[0], -0.2);
+}
+
+#[test]
+fn an_inference_tape_computes_values_and_records_no_graph() {
+    let mut params = Params::<f64>::new();
+    let w = params.insert("w", array![1.0, 2.0].into_dyn()).unwrap();
+    let tape = Tape::inference(&params);
+    let y = (tape.param(w) * tape.variable(array![3.0, 4.0])).sum();
+    assert_eq!(y.item(), 11.0);
+    assert!(!y.requires_grad() && !tape.records_graph());
+    assert!(matches!(y.backward(), Err(Error::NoGraph)));
+}
+
+#[test]
+fn an_unbound_tape_cannot_read_parameters() {
+    let mut params = Params::<f64>::new();
+    let w = params.insert("w", array![1.0].into_dyn()).unwrap();
+    let message = panic_message(|| Tape::<f64>::new().param(w).len());
+    assert!(message.contains("Tape::with_params"), "{message}");
+    let other = Params::<f64>::new();
+    let message = panic_message(|| Tape::with_params(&other).param(w).len());
+    assert!(message.contains("not in the store"), "{message}");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Roots
@@ -89,7 +172,7 @@ fn backward_of_a_non_scalar_is_backward_of_its_sum<F: Scalar>() {
     let tape = Tape::<F>::new();
     let x = tape.variable(cast::<F>(&normal(&[2, 3], 1)));
     let w = tape.variable(cast::<F>(&normal(&[3, 4], 2)));
-    let y = x.matmul(w).tanh();
+    let y = x.matmul(w).tanh().retain_grad();
     let g_direct = y.backward().unwrap();
     let g_sum = y.sum().backward().unwrap();
     // The seed is all ones in both cases, so the sweeps are identical.
@@ -100,6 +183,15 @@ fn backward_of_a_non_scalar_is_backward_of_its_sum<F: Scalar>() {
         widen(g_direct.wrt(y).unwrap()),
         ArrayD::ones(IxDyn(&[2, 4]))
     );
+}
+
+fn intermediate_gradients_are_freed_unless_retained<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let x = var(&tape, &[2], &[0.3, -0.7]);
+    let h = x.exp();
+    let grads = h.sum().backward().unwrap();
+    let message = panic_message(|| grads.wrt(h).map(|g| g.len()));
+    assert!(message.contains("retain_grad"), "{message}");
 }
 
 fn two_backward_passes_agree<F: Scalar>() {
@@ -119,8 +211,9 @@ fn backward_from_an_intermediate<F: Scalar>() {
     let xs = [0.3, -0.7];
     let tape = Tape::<F>::new();
     let x = var(&tape, &[2], &xs);
-    let h = x.exp();
-    let loss = (h * c::<F>(2.0)).sum();
+    // intermediates keep their gradients only when asked to
+    let h = x.exp().retain_grad();
+    let loss = (h * c::<F>(2.0)).sum().retain_grad();
     // From h: d/dx Σ eˣ = eˣ; the later loss lies after the root and gets nothing.
     let grads = h.backward().unwrap();
     let want = ArrayD::from_shape_vec(IxDyn(&[2]), xs.iter().map(|x| x.exp()).collect());
@@ -149,6 +242,7 @@ fn constants_get_no_gradient<F: Scalar>() {
 
 for_each_float!(
     backward_of_a_non_scalar_is_backward_of_its_sum,
+    intermediate_gradients_are_freed_unless_retained,
     two_backward_passes_agree,
     backward_from_an_intermediate,
     constants_get_no_gradient,

@@ -42,8 +42,8 @@ use crate::{Error, Result, Scalar, Var};
 pub fn kl_divergence<'t, F, P, Q>(p: &P, q: &Q) -> Result<Var<'t, F>>
 where
     F: Scalar,
-    P: Distribution<'t, F>,
-    Q: Distribution<'t, F>,
+    P: Distribution<'t, F> + ?Sized,
+    Q: Distribution<'t, F> + ?Sized,
 {
     check_shapes(p, q)?;
     match (p.family(), q.family()) {
@@ -110,8 +110,8 @@ where
 fn check_shapes<'t, F, P, Q>(p: &P, q: &Q) -> Result<()>
 where
     F: Scalar,
-    P: Distribution<'t, F>,
-    Q: Distribution<'t, F>,
+    P: Distribution<'t, F> + ?Sized,
+    Q: Distribution<'t, F> + ?Sized,
 {
     let fits = broadcast_shape(p.batch_shape(), q.batch_shape()).is_some()
         && p.event_shape() == q.event_shape();
@@ -219,8 +219,8 @@ fn categorical_categorical<'t, F: Scalar>(a: Var<'t, F>, b: Var<'t, F>) -> Var<'
 fn same_categories<'t, F, P, Q>(p: &P, q: &Q, a: Var<'t, F>, b: Var<'t, F>) -> Result<()>
 where
     F: Scalar,
-    P: Distribution<'t, F>,
-    Q: Distribution<'t, F>,
+    P: Distribution<'t, F> + ?Sized,
+    Q: Distribution<'t, F> + ?Sized,
 {
     let (a, b) = (a.shape(), b.shape());
     if a.last() == b.last() {
@@ -277,17 +277,16 @@ pub struct McEstimate<'t, F: Scalar> {
 /// # Errors
 /// [`Error::InvalidArgument`] for fewer than two samples (no standard error);
 /// [`Error::KlShapeMismatch`] as for [`kl_divergence`].
-pub fn monte_carlo<'t, F, P, Q, R>(
+pub fn monte_carlo<'t, F, P, Q>(
     p: &P,
     q: &Q,
     samples: usize,
-    rng: &mut R,
+    rng: &mut dyn Rng,
 ) -> Result<McEstimate<'t, F>>
 where
     F: Scalar,
-    P: Distribution<'t, F>,
-    Q: Distribution<'t, F>,
-    R: Rng + ?Sized,
+    P: Distribution<'t, F> + ?Sized,
+    Q: Distribution<'t, F> + ?Sized,
 {
     if samples < 2 {
         return Err(Error::InvalidArgument {

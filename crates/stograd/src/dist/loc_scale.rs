@@ -557,7 +557,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
         Some(vec![0, 0])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         let eps: ArrayD<F> = super::draw_array(&self.batch_shape, rng, B::draw);
         let shape = self.batch_shape.as_slice();
         // read the parameters in place: no copies on the no-gradient path
@@ -606,7 +606,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
         B::SYMMETRIC
     }
 
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         Ok(super::draw_array(&self.batch_shape, rng, B::draw))
     }
 

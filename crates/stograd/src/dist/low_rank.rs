@@ -200,7 +200,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
         Some(vec![1, 2, 1])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         let noise = standard_normal(&self.noise_shape(), rng);
         let tape = Tape::new();
         let c = |v: Var<'t, F>| tape.constant(v.value());
@@ -241,7 +241,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
         true
     }
 
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         Ok(standard_normal(&self.noise_shape(), rng))
     }
 

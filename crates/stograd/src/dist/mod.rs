@@ -42,6 +42,27 @@ use crate::{Error, Result, Scalar, Var};
 /// returns a draw `z = T_θ(ε)` through which gradients flow to the parameters. Put draws on
 /// a tape with [`Tape::sample`](crate::Tape::sample) or
 /// [`Tape::sample_with`](crate::Tape::sample_with), which also record the estimator.
+///
+/// The trait is dyn-compatible, so a model can choose a family at run time:
+///
+/// ```
+/// use ndarray::array;
+/// use rand::SeedableRng;
+/// use stograd::dist::{Distribution, Laplace, Normal};
+/// use stograd::Tape;
+///
+/// let tape = Tape::<f64>::new();
+/// let (loc, scale) = (tape.variable(array![0.0, 1.0]), tape.scalar(0.5));
+/// let heavy_tails = true;
+/// let q: Box<dyn Distribution<'_, f64>> = if heavy_tails {
+///     Box::new(Laplace::new(loc, scale)?)
+/// } else {
+///     Box::new(Normal::new(loc, scale)?)
+/// };
+/// let z = tape.sample(q.as_ref(), &mut rand::rngs::StdRng::seed_from_u64(1));
+/// assert_eq!(q.log_prob(z).shape(), [2]);
+/// # Ok::<(), stograd::Error>(())
+/// ```
 pub trait Distribution<'t, F: Scalar> {
     /// The family's name, e.g. `"Normal"`, for messages.
     fn name(&self) -> &'static str;
@@ -68,7 +89,7 @@ pub trait Distribution<'t, F: Scalar> {
     }
 
     /// A draw of shape `batch ++ event`, without gradient.
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F>;
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F>;
 
     /// `log q(x)`, one value per batch element (shape `batch_shape`).
     ///
@@ -105,7 +126,7 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Errors
     /// [`Error::NoPathwise`] for distributions that are not reparameterizable.
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         let _ = rng;
         Err(Error::NoPathwise {
             distribution: self.name(),
@@ -131,7 +152,7 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Errors
     /// [`Error::NoPathwise`] for distributions that are not reparameterizable.
-    fn rsample<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+    fn rsample(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let noise = self.noise(rng)?;
         let tape = self
             .params()
@@ -147,7 +168,7 @@ pub trait Distribution<'t, F: Scalar> {
     /// # Errors
     /// [`Error::UnsupportedEstimator`] for distributions that are not Bernoulli or one-hot
     /// categorical.
-    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+    fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let _ = rng;
         Err(Error::UnsupportedEstimator {
             estimator: "StraightThrough",
@@ -162,12 +183,7 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Errors
     /// [`Error::UnsupportedEstimator`] for distributions without a Concrete relaxation.
-    fn gumbel_softmax<R: Rng + ?Sized>(
-        &self,
-        temperature: F,
-        hard: bool,
-        rng: &mut R,
-    ) -> Result<Var<'t, F>> {
+    fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let _ = (temperature, hard, rng);
         Err(Error::UnsupportedEstimator {
             estimator: "GumbelSoftmax",

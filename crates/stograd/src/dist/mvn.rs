@@ -269,7 +269,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
         Some(vec![1, 2])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         let noise = standard_normal(&draw_shape(&self.batch_shape, &self.event_shape), rng);
         let tape = Tape::new();
         let (loc, tril) = (
@@ -306,7 +306,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
         true
     }
 
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         Ok(standard_normal(
             &draw_shape(&self.batch_shape, &self.event_shape),
             rng,

@@ -148,7 +148,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
         self.base.param_event_dims()
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         self.rsample(rng).expect("reparameterizable").value()
     }
 
@@ -183,7 +183,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
         true
     }
 
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         Ok(super::draw_array(
             self.batch_shape(),
             rng,
@@ -310,7 +310,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
         self.base.param_event_dims()
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         self.rsample(rng).expect("reparameterizable").value()
     }
 
@@ -342,7 +342,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
         Err(no_closed_form(self.name(), "variance"))
     }
 
-    fn noise<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<ArrayD<F>> {
+    fn noise(&self, rng: &mut dyn Rng) -> Result<ArrayD<F>> {
         // Gumbel noise −ln(−ln u)
         Ok(super::draw_array(&self.draw_shape(), rng, |r| {
             -(-open01(r).ln()).ln()

@@ -146,7 +146,7 @@ pub(crate) fn credit<F: Scalar>(
             });
         }
         let learned = match baseline {
-            NodeBaseline::Learned { node } => Some(&nodes[*node as usize].value),
+            NodeBaseline::Learned { node } => Some(&*nodes[*node as usize].value),
             _ => None,
         };
         let b = baseline.values(&q, learned, record.distribution)?;

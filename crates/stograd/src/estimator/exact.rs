@@ -43,7 +43,7 @@ pub fn exact_expectation<'t, F, D>(
 ) -> Result<Var<'t, F>>
 where
     F: Scalar,
-    D: Distribution<'t, F>,
+    D: Distribution<'t, F> + ?Sized,
 {
     let support = dist.enumerate_support()?;
     let values = support.shape()[0];

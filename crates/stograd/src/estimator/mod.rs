@@ -141,7 +141,7 @@ pub(crate) struct SurrogateRecord {
     pub(crate) covered: Vec<u32>,
 }
 
-impl<F: Scalar> Tape<F> {
+impl<F: Scalar> Tape<'_, F> {
     /// Draws from `dist` and records a sample node with the distribution's best estimator:
     /// pathwise where `dist` is reparameterizable, the score function (no baseline) otherwise.
     ///
@@ -164,10 +164,9 @@ impl<F: Scalar> Tape<F> {
     /// ```
     ///
     #[track_caller]
-    pub fn sample<'t, D, R>(&'t self, dist: &D, rng: &mut R) -> Var<'t, F>
+    pub fn sample<'t, D>(&'t self, dist: &D, rng: &mut dyn Rng) -> Var<'t, F>
     where
-        D: Distribution<'t, F>,
-        R: Rng + ?Sized,
+        D: Distribution<'t, F> + ?Sized,
     {
         let estimator = if dist.has_rsample() {
             Estimator::Pathwise
@@ -188,15 +187,14 @@ impl<F: Scalar> Tape<F> {
     /// draw (a learned baseline of the wrong shape, a leave-one-out group that does not divide
     /// the batch).
     #[track_caller]
-    pub fn sample_with<'t, D, R>(
+    pub fn sample_with<'t, D>(
         &'t self,
         dist: &D,
         estimator: Estimator<'t, F>,
-        rng: &mut R,
+        rng: &mut dyn Rng,
     ) -> Result<Var<'t, F>>
     where
-        D: Distribution<'t, F>,
-        R: Rng + ?Sized,
+        D: Distribution<'t, F> + ?Sized,
     {
         let location = Location::caller();
         let start = self.len() as u32;

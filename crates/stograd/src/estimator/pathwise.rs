@@ -9,16 +9,15 @@ use crate::{Result, Scalar, Tape, Var};
 
 /// Draws the noise, records it as a constant and runs the distribution's path; returns the
 /// path's end and the noise node.
-pub(super) fn sample<'t, F, D, R>(
-    tape: &'t Tape<F>,
+pub(super) fn sample<'t, F, D>(
+    tape: &'t Tape<'t, F>,
     dist: &D,
-    rng: &mut R,
+    rng: &mut dyn Rng,
     antithetic: bool,
 ) -> Result<(Var<'t, F>, u32)>
 where
     F: Scalar,
-    D: Distribution<'t, F>,
-    R: Rng + ?Sized,
+    D: Distribution<'t, F> + ?Sized,
 {
     let noise = if antithetic {
         antithetic_noise(dist, rng)?
@@ -30,11 +29,10 @@ where
 }
 
 /// Noise whose second half along the leading axis is the negation of the first half.
-fn antithetic_noise<'t, F, D, R>(dist: &D, rng: &mut R) -> Result<ArrayD<F>>
+fn antithetic_noise<'t, F, D>(dist: &D, rng: &mut dyn Rng) -> Result<ArrayD<F>>
 where
     F: Scalar,
-    D: Distribution<'t, F>,
-    R: Rng + ?Sized,
+    D: Distribution<'t, F> + ?Sized,
 {
     let estimator = Estimator::<F>::Antithetic;
     if !dist.has_rsample() || !dist.symmetric_noise() {

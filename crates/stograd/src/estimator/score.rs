@@ -20,17 +20,16 @@ use crate::tape::same_tape;
 use crate::{Error, Result, Scalar, Tape, Var};
 
 /// Draws without gradient, records `log q(w)` of the draw, then the sample node.
-pub(super) fn sample<'t, F, D, R>(
-    tape: &'t Tape<F>,
+pub(super) fn sample<'t, F, D>(
+    tape: &'t Tape<'t, F>,
     dist: &D,
     baseline: &Baseline<'t, F>,
-    rng: &mut R,
+    rng: &mut dyn Rng,
     location: &'static Location<'static>,
 ) -> Result<Var<'t, F>>
 where
     F: Scalar,
-    D: Distribution<'t, F>,
-    R: Rng + ?Sized,
+    D: Distribution<'t, F> + ?Sized,
 {
     let params = dist.params();
     for p in &params {
@@ -60,7 +59,7 @@ where
 /// Whether row `r` of a draw depends on row `r` of each parameter alone: the parameter's
 /// batch axes (those before its event axes) must be the distribution's, unbroadcast along the
 /// leading one.
-fn draw_keeps_rows<'t, F: Scalar, D: Distribution<'t, F>>(
+fn draw_keeps_rows<'t, F: Scalar, D: Distribution<'t, F> + ?Sized>(
     dist: &D,
     params: &[Var<'t, F>],
 ) -> SmallVec<[bool; 4]> {
@@ -119,7 +118,7 @@ fn check_baseline<F: Scalar>(
     Ok(())
 }
 
-impl<F: Scalar> Tape<F> {
+impl<F: Scalar> Tape<'_, F> {
     /// A loss whose *value* is the sum of `cost` and whose *gradient* is the estimator of
     /// `∇E[Σ cost]`: the pathwise gradient of the cost plus, for every score-function node `w`
     /// upstream, the term `log q(w) · stop_grad(Q_w − b_w)` (and a learned baseline's

@@ -84,7 +84,7 @@ pub trait CustomOp<F: Scalar>: 'static {
     }
 }
 
-impl<F: Scalar> Tape<F> {
+impl<F: Scalar> Tape<'_, F> {
     /// Records a [`CustomOp`] applied to `inputs`.
     ///
     /// # Panics
@@ -99,7 +99,7 @@ impl<F: Scalar> Tape<F> {
             let nodes = self.nodes.borrow();
             let values: Vec<&ArrayD<F>> = inputs
                 .iter()
-                .map(|v| &nodes[v.index as usize].value)
+                .map(|v| &*nodes[v.index as usize].value)
                 .collect();
             standard(op.forward(&values))
         };

@@ -133,7 +133,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
         Some(vec![0])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         // u ~ U[0, 1) in f64, so that small probabilities keep their resolution in f32 too
         let u: ArrayD<f64> = draw_array(&self.batch_shape, rng, |r| r.random::<f64>());
         self.probs().with_value(|p| {
@@ -173,7 +173,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     }
 
     /// `hard + p − stop_grad(p)`: the 0/1 draw forward, `∂z/∂p = 1` backward.
-    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+    fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         Ok(straight_through(self.sample(rng), self.probs()))
     }
 
@@ -183,12 +183,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
 
     /// A [`RelaxedBernoulli`] draw `σ((l + L)/τ)` with logistic noise `L`; with `hard`, the
     /// forward value is `1[y > ½]`, which is exactly a Bernoulli(`p`) draw.
-    fn gumbel_softmax<R: Rng + ?Sized>(
-        &self,
-        temperature: F,
-        hard: bool,
-        rng: &mut R,
-    ) -> Result<Var<'t, F>> {
+    fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let y = RelaxedBernoulli::new(temperature, self.clone())?.rsample(rng)?;
         let half = F::from_f64(0.5);
         Ok(if hard {

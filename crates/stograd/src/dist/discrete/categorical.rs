@@ -244,7 +244,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
         Some(vec![1])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         let indices = self.params.draw_indices(rng);
         let values = indices.into_iter().map(|k| F::from_f64(k as f64)).collect();
         ArrayD::from_shape_vec(IxDyn(self.batch_shape()), values).expect("one draw per row")
@@ -286,7 +286,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
     }
 
     /// Straight-through needs one-hot draws: use [`OneHotCategorical`].
-    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+    fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let _ = rng;
         Err(Error::UnsupportedEstimator {
             estimator: "StraightThrough",
@@ -306,12 +306,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
 
     /// A relaxed one-hot draw of shape `batch ++ [K]` (not an index): the
     /// [`OneHotCategorical`] relaxation with the same logits.
-    fn gumbel_softmax<R: Rng + ?Sized>(
-        &self,
-        temperature: F,
-        hard: bool,
-        rng: &mut R,
-    ) -> Result<Var<'t, F>> {
+    fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         OneHotCategorical::from_logits(self.logits())?.gumbel_softmax(temperature, hard, rng)
     }
 
@@ -434,7 +429,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
         Some(vec![1])
     }
 
-    fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> ArrayD<F> {
+    fn sample(&self, rng: &mut dyn Rng) -> ArrayD<F> {
         let k = self.categories();
         let mut out = ArrayD::zeros(IxDyn(&self.params.shape));
         let flat = out.as_slice_mut().expect("a new array is contiguous");
@@ -464,7 +459,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     }
 
     /// `hard + p − stop_grad(p)`: the one-hot draw forward, `∂z/∂p = I` backward.
-    fn straight_through<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Var<'t, F>> {
+    fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         Ok(straight_through(self.sample(rng), self.probs()))
     }
 
@@ -475,12 +470,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     /// A [`RelaxedOneHotCategorical`] draw `softmax((l + g)/τ)` with Gumbel noise `g`; with
     /// `hard`, the forward value is the one-hot argmax, which is exactly a categorical draw
     /// (the Gumbel-max trick).
-    fn gumbel_softmax<R: Rng + ?Sized>(
-        &self,
-        temperature: F,
-        hard: bool,
-        rng: &mut R,
-    ) -> Result<Var<'t, F>> {
+    fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let y = RelaxedOneHotCategorical::new(temperature, self.clone())?.rsample(rng)?;
         Ok(if hard {
             straight_through(one_hot_argmax(&y.value()), y)
