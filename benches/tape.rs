@@ -69,10 +69,16 @@ fn dense_layer(c: &mut Criterion) {
     let x0 = filled(BATCH, IN, 1);
     let w0 = filled(IN, OUT, 2);
 
-    // The engine: parameters read from a store (copied onto the tape, as in training), an
-    // input that requires a gradient, one fused node for `x W + b`, one for relu.
+    // The engine: parameters read from a store (shared with the tape, as in training), an
+    // input that requires a gradient, one fused node for `x Wᵀ + b`, one for relu.
     let mut params = Params::<f32>::new();
-    let w = params.insert("fc.weight", w0.clone().into_dyn()).unwrap();
+    // nn.Linear's layout, [out, in]
+    let w = params
+        .insert(
+            "fc.weight",
+            w0.t().as_standard_layout().into_owned().into_dyn(),
+        )
+        .unwrap();
     let b = params
         .insert(
             "fc.bias",

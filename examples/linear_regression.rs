@@ -327,8 +327,8 @@ fn mse(x: &Array2<f32>, y: &Array2<f32>, w: &ArrayD<f32>, b: &ArrayD<f32>) -> f3
     let w = w
         .view()
         .into_dimensionality::<ndarray::Ix2>()
-        .expect("W is [features, 1]");
-    let pred = x.dot(&w) + b[0];
+        .expect("W is [1, features]");
+    let pred = x.dot(&w.t()) + b[0];
     (pred - y).mapv(|e| e * e).mean().expect("at least one row")
 }
 
@@ -411,7 +411,7 @@ fn run(args: &Args) -> Result<(), Error> {
     println!("MSE is in standardized units: predicting the training mean scores about 1.\n");
 
     let mut params = Params::<f32>::new();
-    let w = params.insert("linreg.weight", ArrayD::zeros(vec![FEATURES, 1]))?;
+    let w = params.insert("linreg.weight", ArrayD::zeros(vec![1, FEATURES]))?;
     let b = params.insert("linreg.bias", ArrayD::zeros(vec![1]))?;
     let mut adam = Adam::new(&params, args.lr);
 

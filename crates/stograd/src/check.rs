@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Dimension};
 
-use crate::{Error, Result, Scalar, Tape, Var};
+use crate::{Error, Params, Result, Scalar, Tape, Var};
 
 /// How closely analytic and numeric gradients must agree, and the difference step.
 ///
@@ -31,7 +31,7 @@ impl Default for Tolerance {
 }
 
 /// What a passing [`gradcheck`] compared.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GradcheckReport {
     /// The number of input elements checked.
     pub elements: usize,
@@ -77,12 +77,7 @@ where
     let vars: Vec<_> = inputs.iter().map(|x| tape.variable(x.clone())).collect();
     let grads = weighted_sum(f(&tape, &vars)).backward()?;
 
-    let mut report = GradcheckReport {
-        elements: 0,
-        max_abs_err: 0.0,
-        worst_ratio: 0.0,
-    };
-    let mut worst: Option<Error> = None;
+    let mut report = Report::default();
     let mut shifted = inputs.to_vec();
     for (input, var) in vars.iter().enumerate() {
         let zeros = ArrayD::zeros(inputs[input].raw_dim());
@@ -94,37 +89,134 @@ where
             shifted[input][&index] = x - h;
             let down = loss(&shifted);
             shifted[input][&index] = x;
+            report.compare(
+                input,
+                index.slice(),
+                analytic[&index],
+                (up - down) / (2.0 * h),
+                tol,
+            );
+        }
+    }
+    report.finish()
+}
 
-            let numeric = (up - down) / (2.0 * h);
-            let a = analytic[&index];
-            let abs_err = (a - numeric).abs();
-            let allowed = tol.atol + tol.rtol * numeric.abs();
-            // NaN on either side counts as the worst possible disagreement.
-            let ratio = if abs_err.is_nan() {
-                f64::INFINITY
-            } else {
-                abs_err / allowed
-            };
-            report.elements += 1;
-            report.max_abs_err = report.max_abs_err.max(abs_err);
-            if ratio > report.worst_ratio {
-                report.worst_ratio = ratio;
-                if ratio > 1.0 {
-                    worst = Some(Error::GradientMismatch {
-                        input,
-                        index: index.slice().to_vec(),
-                        analytic: a,
-                        numeric,
-                        abs_err,
-                        allowed,
-                    });
-                }
+/// [`gradcheck`] for the parameters of a model: compares the gradient of `f` with respect to
+/// every element of every trainable parameter in `params` with central finite differences.
+///
+/// `f` builds the output on a tape bound to (a perturbed copy of) `params`; it must be
+/// deterministic, so a stochastic layer draws its noise from a generator seeded inside `f`.
+/// Frozen parameters are skipped.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use stograd::check::{gradcheck_params, Tolerance};
+/// use stograd::Params;
+///
+/// let mut params = Params::<f64>::new();
+/// let w = params.insert("w", array![[0.5, -1.0], [2.0, 0.3]].into_dyn())?;
+/// let x = array![[1.0, 2.0]];
+/// let report = gradcheck_params(&params, |tape| {
+///     tape.constant(x.clone()).linear(tape.param(w), None).tanh()
+/// }, Tolerance::default())?;
+/// assert_eq!(report.elements, 4);
+/// # Ok::<(), stograd::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::GradientMismatch`] describing the worst element (its `input` is the parameter's
+/// index in the store); [`Error::Anomaly`] if backward reports one.
+pub fn gradcheck_params<Fun>(
+    params: &Params<f64>,
+    f: Fun,
+    tol: Tolerance,
+) -> Result<GradcheckReport>
+where
+    Fun: for<'t> Fn(&'t Tape<'t, f64>) -> Var<'t, f64>,
+{
+    let loss = |p: &Params<f64>| -> f64 {
+        let tape = Tape::inference(p);
+        weighted_sum(f(&tape)).item()
+    };
+    let grads = {
+        let tape = Tape::with_params(params);
+        weighted_sum(f(&tape)).backward()?
+    };
+    let mut shifted = params.clone();
+    let mut report = Report::default();
+    for (id, _, value) in params.iter() {
+        if params.is_frozen(id) {
+            continue;
+        }
+        let zeros = ArrayD::zeros(value.raw_dim());
+        let analytic = grads.param(id).unwrap_or(&zeros);
+        for (index, &x) in value.indexed_iter() {
+            let h = tol.step * x.abs().max(1.0);
+            shifted.get_mut(id)[&index] = x + h;
+            let up = loss(&shifted);
+            shifted.get_mut(id)[&index] = x - h;
+            let down = loss(&shifted);
+            shifted.get_mut(id)[&index] = x;
+            report.compare(
+                id.index(),
+                index.slice(),
+                analytic[&index],
+                (up - down) / (2.0 * h),
+                tol,
+            );
+        }
+    }
+    report.finish()
+}
+
+/// The running comparison of analytic and numeric gradients.
+#[derive(Default)]
+struct Report {
+    report: GradcheckReport,
+    worst: Option<Error>,
+}
+
+impl Report {
+    fn compare(
+        &mut self,
+        input: usize,
+        index: &[usize],
+        analytic: f64,
+        numeric: f64,
+        tol: Tolerance,
+    ) {
+        let abs_err = (analytic - numeric).abs();
+        let allowed = tol.atol + tol.rtol * numeric.abs();
+        // NaN on either side counts as the worst possible disagreement.
+        let ratio = if abs_err.is_nan() {
+            f64::INFINITY
+        } else {
+            abs_err / allowed
+        };
+        let r = &mut self.report;
+        r.elements += 1;
+        r.max_abs_err = r.max_abs_err.max(abs_err);
+        if ratio > r.worst_ratio {
+            r.worst_ratio = ratio;
+            if ratio > 1.0 {
+                self.worst = Some(Error::GradientMismatch {
+                    input,
+                    index: index.to_vec(),
+                    analytic,
+                    numeric,
+                    abs_err,
+                    allowed,
+                });
             }
         }
     }
-    match worst {
-        Some(err) => Err(err),
-        None => Ok(report),
+
+    fn finish(self) -> Result<GradcheckReport> {
+        match self.worst {
+            Some(err) => Err(err),
+            None => Ok(self.report),
+        }
     }
 }
 

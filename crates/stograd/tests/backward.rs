@@ -267,7 +267,7 @@ fn wrt_a_var_of_another_tape_panics() {
 fn model_gradients<F: Scalar>() -> Vec<ArrayD<f64>> {
     let tape = Tape::<F>::new();
     let x = tape.variable(cast::<F>(&normal(&[5, 4], 10)));
-    let w = tape.variable(cast::<F>(&(normal(&[4, 3], 11) * 0.5)));
+    let w = tape.variable(cast::<F>(&(normal(&[3, 4], 11) * 0.5)));
     let b = tape.variable(cast::<F>(&normal(&[3], 12)));
     let h = x.linear(w, Some(b)).tanh();
     let logp = h.log_softmax(1).gather(1, &array![[0], [2], [1], [1], [0]]);

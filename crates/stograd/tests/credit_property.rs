@@ -333,7 +333,7 @@ impl Program {
             10 => (Step::MatMulDraw(x, y), N),
             11 => {
                 let width = rng.random_range(1..=3);
-                let (w, b) = (uniform(rng, &[m, width]), uniform(rng, &[width]));
+                let (w, b) = (uniform(rng, &[width, m]), uniform(rng, &[width]));
                 (Step::Linear(x, w, b), width)
             }
             12 => (Step::Detach(x), m),

@@ -248,9 +248,9 @@ fn linear_mismatch() {
     let (x, w) = (tape.constant(zeros(&[5, 3])), tape.constant(zeros(&[4, 2])));
     let (msg, line) = (panic_message(|| x.linear(w, None)), line!());
     assert_names(&msg, line, &["[5, 3]", "[4, 2]"]);
-    let (w, b) = (tape.constant(zeros(&[3, 2])), tape.constant(zeros(&[3])));
+    let (w, b) = (tape.constant(zeros(&[2, 3])), tape.constant(zeros(&[3])));
     let (msg, line) = (panic_message(|| x.linear(w, Some(b))), line!());
-    assert_names(&msg, line, &["[5, 3]", "[3, 2]", "[3]"]);
+    assert_names(&msg, line, &["[5, 3]", "[2, 3]", "[3]"]);
 }
 
 #[test]

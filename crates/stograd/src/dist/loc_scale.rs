@@ -280,6 +280,27 @@ pub struct LocScale<'t, F: Scalar, B: Base> {
     base: PhantomData<B>,
 }
 
+impl<F: Scalar, B: Base> Clone for LocScale<'_, F, B> {
+    fn clone(&self) -> Self {
+        LocScale {
+            loc: self.loc,
+            scale: self.scale,
+            batch_shape: self.batch_shape.clone(),
+            base: PhantomData,
+        }
+    }
+}
+
+impl<F: Scalar, B: Base> std::fmt::Debug for LocScale<'_, F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(B::NAME)
+            .field("loc", &self.loc)
+            .field("scale", &self.scale)
+            .field("batch_shape", &self.batch_shape)
+            .finish()
+    }
+}
+
 /// `N(loc, scale²)`. PyTorch: `torch.distributions.Normal`.
 ///
 /// # Example

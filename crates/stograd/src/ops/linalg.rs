@@ -1,4 +1,5 @@
-//! Matrix products: `matmul`, the transpose `t`, and the fused affine map `linear`.
+//! Matrix products: `matmul`, the transpose `t`, and the fused affine map `linear`
+//! (PyTorch's `F.linear`: `x Wᵀ + b`).
 //!
 //! For `C = A B` the backward rule is `∂L/∂A = G Bᵀ` and `∂L/∂B = Aᵀ G` (`G = ∂L/∂C`). A
 //! batched `[n, m, k] @ [k, p]` product is one `[n·m, k] @ [k, p]` product, so its `B`
@@ -94,11 +95,12 @@ impl LinalgOp {
             }
             LinalgOp::Transpose => smallvec![Some(swap_last(g))],
             LinalgOp::Linear { bias } => {
+                // y = x Wᵀ + b: ∂x = G W, ∂W = Gᵀ x, ∂b = Σ_rows G
                 let (x, w) = (b.inputs[0], b.inputs[1]);
                 let (x2, g2, w2) = (rows(x), rows(g), matrix(w.view()));
                 let mut grads: InputGrads<F> = smallvec![
-                    b.needs[0].then(|| reshaped(g2.dot(&w2.t()), x.shape())),
-                    b.needs[1].then(|| standard(x2.t().dot(&g2).into_dyn())),
+                    b.needs[0].then(|| reshaped(g2.dot(&w2), x.shape())),
+                    b.needs[1].then(|| standard(g2.t().dot(&x2).into_dyn())),
                 ];
                 if bias {
                     grads.push(b.needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
@@ -220,11 +222,12 @@ impl<'t, F: Scalar> Var<'t, F> {
         )
     }
 
-    /// The affine map `self @ weight + bias`, fused into one node: one matrix product forward,
+    /// The affine map `self @ weightᵀ + bias`, fused into one node: one matrix product forward,
     /// two backward, and no intermediate for the bias addition.
     ///
-    /// `self` is `[…, in]` (any leading axes), `weight` is `[in, out]`, `bias` is `[out]`; the
-    /// result is `[…, out]`.
+    /// `self` is `[…, in]` (any leading axes), `weight` is `[out, in]` as in PyTorch's
+    /// `nn.Linear` (so checkpoints share its layout), `bias` is `[out]`; the result is
+    /// `[…, out]`. The backward rule is `∂x = G W`, `∂W = Gᵀ x`, `∂b = Σ_rows G`.
     ///
     /// # Example
     /// ```
@@ -233,7 +236,7 @@ impl<'t, F: Scalar> Var<'t, F> {
     ///
     /// let tape = Tape::<f32>::new();
     /// let x = tape.constant(array![[1.0, 2.0]]);
-    /// let w = tape.variable(array![[1.0, 0.0, -1.0], [0.5, 1.0, 0.0]]);
+    /// let w = tape.variable(array![[1.0, 0.5], [0.0, 1.0], [-1.0, 0.0]]);
     /// let b = tape.variable(array![0.0, 0.0, 3.0]);
     /// assert_eq!(x.linear(w, Some(b)).value(), array![[2.0, 2.0, 2.0]].into_dyn());
     /// ```
@@ -258,11 +261,11 @@ impl<'t, F: Scalar> Var<'t, F> {
             let b = bias.map(|b| &nodes[b.index as usize].value);
             let fits = x.ndim() >= 1
                 && w.ndim() == 2
-                && x.shape()[x.ndim() - 1] == w.shape()[0]
-                && b.is_none_or(|b| b.shape() == [w.shape()[1]]);
+                && x.shape()[x.ndim() - 1] == w.shape()[1]
+                && b.is_none_or(|b| b.shape() == [w.shape()[0]]);
             assert!(
                 fits,
-                "linear: input {:?}, weight {:?} and bias {:?} do not fit [.., in] @ [in, out] + [out] (at {location})",
+                "linear: input {:?}, weight {:?} and bias {:?} do not fit [.., in] @ [out, in]ᵀ + [out] (at {location})",
                 x.shape(),
                 w.shape(),
                 b.map(|b| b.shape())
@@ -271,15 +274,15 @@ impl<'t, F: Scalar> Var<'t, F> {
             let x2 = rows(x);
             let mut out = match b {
                 Some(b) => b
-                    .broadcast((x2.nrows(), w2.ncols()))
+                    .broadcast((x2.nrows(), w2.nrows()))
                     .expect("bias fits")
                     .to_owned(),
-                None => Array2::zeros((x2.nrows(), w2.ncols())),
+                None => Array2::zeros((x2.nrows(), w2.nrows())),
             };
             let beta = if b.is_some() { F::one() } else { F::zero() };
-            general_mat_mul(F::one(), &x2, &w2, beta, &mut out);
+            general_mat_mul(F::one(), &x2, &w2.t(), beta, &mut out);
             let mut shape = x.shape().to_vec();
-            *shape.last_mut().expect("at least 1-D") = w2.ncols();
+            *shape.last_mut().expect("at least 1-D") = w2.nrows();
             reshaped(out, &shape)
         };
         self.tape.push(

@@ -9,7 +9,7 @@
 //! | family | ops |
 //! |---|---|
 //! | [`arith`] | `+ - * /` between `Var`s (NumPy broadcasting) and with scalars, unary `-`, `mul_add` |
-//! | [`unary`] | `exp log log1p expm1 sqrt square powf abs sin cos tanh sigmoid log_sigmoid relu softplus lgamma digamma recip clamp` |
+//! | [`unary`] | `exp log log1p expm1 sqrt square powf abs sin cos tanh sigmoid log_sigmoid relu leaky_relu elu gelu softplus lgamma digamma recip clamp` |
 //! | [`reduce`] | `sum mean max logsumexp`, over all elements and along an axis |
 //! | [`linalg`] | `matmul` (2-D, batched 3-D @ 2-D and 3-D @ 3-D), `t`, fused `linear` |
 //! | [`factor`] | `cholesky solve_tril diagonal` (a matrix or a batch of matrices) |

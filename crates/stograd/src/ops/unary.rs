@@ -45,6 +45,9 @@ pub(crate) enum UnaryOp<F> {
     Sigmoid,
     LogSigmoid,
     Relu,
+    LeakyRelu(F),
+    Elu(F),
+    Gelu,
     Softplus,
     Lgamma,
     Digamma,
@@ -59,6 +62,16 @@ pub(crate) fn sigmoid<F: Scalar>(x: F) -> F {
         let e = x.exp();
         e / (F::one() + e)
     }
+}
+
+/// `Φ(x) = (1 + erf(x/√2)) / 2`.
+fn normal_cdf<F: Scalar>(x: F) -> F {
+    lit::<F>(0.5) * (F::one() + (x * lit(std::f64::consts::FRAC_1_SQRT_2)).erf())
+}
+
+/// `φ(x) = e^{−x²/2} / √(2π)`.
+fn normal_pdf<F: Scalar>(x: F) -> F {
+    (-lit::<F>(0.5) * x * x).exp() * lit(0.398_942_280_401_432_7)
 }
 
 fn softplus<F: Scalar>(x: F) -> F {
@@ -112,6 +125,9 @@ unary_table! {
     UnaryOp::Sigmoid => "sigmoid", |x| sigmoid(x), |x, y| y * (F::one() - y);
     UnaryOp::LogSigmoid => "log_sigmoid", |x| -softplus(-x), |x, y| sigmoid(-x);
     UnaryOp::Relu => "relu", |x| x.max(F::zero()), |x, y| step(x > F::zero());
+    UnaryOp::LeakyRelu(s) => "leaky_relu", |x| if x > F::zero() { x } else { s * x }, |x, y| if x > F::zero() { F::one() } else { s };
+    UnaryOp::Elu(a) => "elu", |x| if x > F::zero() { x } else { a * x.exp_m1() }, |x, y| if x > F::zero() { F::one() } else { y + a };
+    UnaryOp::Gelu => "gelu", |x| x * normal_cdf(x), |x, y| normal_cdf(x) + x * normal_pdf(x);
     UnaryOp::Softplus => "softplus", |x| softplus(x), |x, y| sigmoid(x);
     UnaryOp::Lgamma => "lgamma", |x| x.lgamma(), |x, y| x.digamma();
     UnaryOp::Digamma => "digamma", |x| x.digamma(), |x, y| x.trigamma();
@@ -237,6 +253,26 @@ impl<'t, F: Scalar> Var<'t, F> {
     #[track_caller]
     pub fn relu(self) -> Self {
         self.unary(UnaryOp::Relu)
+    }
+
+    /// `x` for `x > 0` and `slope·x` otherwise (PyTorch's `leaky_relu`; its default slope is
+    /// 0.01). The gradient at 0 is `slope`.
+    #[track_caller]
+    pub fn leaky_relu(self, slope: F) -> Self {
+        self.unary(UnaryOp::LeakyRelu(slope))
+    }
+
+    /// `x` for `x > 0` and `α(eˣ − 1)` otherwise (PyTorch's `elu`; its default `α` is 1).
+    #[track_caller]
+    pub fn elu(self, alpha: F) -> Self {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+
+    /// The Gaussian error linear unit `x·Φ(x)`, with `Φ` the standard normal CDF computed
+    /// from `erf` (PyTorch's exact `gelu`); its derivative is `Φ(x) + x·φ(x)`.
+    #[track_caller]
+    pub fn gelu(self) -> Self {
+        self.unary(UnaryOp::Gelu)
     }
 
     /// `ln(1 + eˣ)`, computed as `max(x, 0) + log1p(e^{−|x|})` so it neither overflows nor
