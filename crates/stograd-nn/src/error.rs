@@ -1,0 +1,54 @@
+//! The crate's error type. Every variant carries the values that made the call fail.
+
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in stograd-nn: the engine's errors, files that cannot be read or
+/// written, malformed data, checkpoints that do not fit the model, and bad settings.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error from the engine (a bad distribution parameter, a shape, an anomaly).
+    #[error(transparent)]
+    Engine(#[from] stograd::Error),
+
+    /// A file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// A data file is malformed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
+    /// A checkpoint is malformed or does not fit the model.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+
+    /// A setting (a learning rate, a layer width, a batch size) is out of its range.
+    #[error("{name} must be {constraint}, got {value}")]
+    InvalidArgument {
+        /// The setting.
+        name: &'static str,
+        /// What it must be.
+        constraint: &'static str,
+        /// What it was.
+        value: f64,
+    },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
