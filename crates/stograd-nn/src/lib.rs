@@ -56,6 +56,7 @@
 //! | [`optim`] | SGD, Adam, AdamW, groups, schedules |
 //! | [`data`] | IDX files, the embedded digits, MNIST, mini-batches |
 //! | [`checkpoint`] | safetensors checkpoints, written atomically |
+//! | [`fs`] | atomic file writes |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
 
 mod error;
@@ -63,6 +64,7 @@ mod state;
 
 pub mod checkpoint;
 pub mod data;
+pub mod fs;
 pub mod init;
 pub mod layers;
 pub mod loss;

@@ -40,7 +40,6 @@
 //! length, offset and name before it changes a parameter, and a malformed file is an error,
 //! never a panic.
 
-mod atomic;
 mod decode;
 mod element;
 mod encode;
@@ -175,7 +174,7 @@ pub fn save<F: Scalar>(
 ) -> Result<()> {
     let path = path.as_ref();
     let encoded = encode::encode(path, params, extra)?;
-    atomic::replace(path, |out| encoded.write_to(out))
+    crate::fs::write_atomic(path, |out| encoded.write_to(out))
 }
 
 /// Restores `params` from the checkpoint at `path` and returns its state and metadata.
@@ -276,8 +275,8 @@ mod tests {
 
     use ndarray::ArrayD;
 
-    use super::atomic::tests::{FailAfter, scratch_dir};
     use super::*;
+    use crate::fs::tests::{FailAfter, scratch_dir};
 
     fn model(fill: f32) -> Params<f32> {
         let mut params = Params::new();
@@ -303,7 +302,7 @@ mod tests {
         let mut full = Vec::new();
         encoded.write_to(&mut full).unwrap();
         for budget in (0..full.len()).step_by(7).chain([full.len() - 1]) {
-            let err = atomic::replace(&path, |out| {
+            let err = crate::fs::write_atomic(&path, |out| {
                 encoded.write_to(&mut FailAfter { inner: out, budget })
             })
             .unwrap_err();

@@ -1,9 +1,8 @@
 //! Reading files that may be gzip-compressed, and writing files atomically.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
@@ -114,56 +113,20 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Writes a file atomically: `body` writes into a temporary file in the same directory,
-/// gzip-compressed when `path` ends in `.gz`; the file is flushed and synced, then renamed
-/// over `path`, and the directory is synced. On failure the temporary file is removed and
-/// `path` is untouched.
+/// Writes a file atomically ([`crate::fs::write_atomic`]), gzip-compressed when `path` ends
+/// in `.gz`.
 pub(crate) fn write_atomic(
     path: &Path,
     body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .unwrap_or(path.as_os_str())
-        .to_string_lossy();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let gzip = path.extension().is_some_and(|e| e == "gz");
-
-    let written = (|| {
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        let mut out = BufWriter::new(file);
+    crate::fs::write_atomic(path, |out| {
         if gzip {
-            let mut gz = GzEncoder::new(&mut out, Compression::default());
+            let mut gz = GzEncoder::new(out, Compression::default());
             body(&mut gz)?;
-            gz.finish()?;
+            gz.finish().map(drop)
         } else {
-            body(&mut out)?;
+            body(out)
         }
-        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        // Best effort: the write already failed, and that is the error to report.
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    sync_dir(dir).map_err(|e| Error::io(dir, e))
-}
-
-/// Makes a rename in `dir` durable (a no-op where directories cannot be opened).
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
+    })
 }

@@ -19,9 +19,19 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 /// one file system); on any failure that file is removed and `path` is untouched. A process
 /// killed mid-write leaves at most a stale temporary file, which later saves step around.
 ///
+/// # Example
+/// ```
+/// use std::io::Write;
+///
+/// let path = std::env::temp_dir().join("stograd-nn-fs-example.csv");
+/// stograd_nn::fs::write_atomic(&path, |out| out.write_all(b"epoch,loss\n1,0.5\n"))?;
+/// assert_eq!(std::fs::read_to_string(&path).unwrap(), "epoch,loss\n1,0.5\n");
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
+///
 /// # Errors
 /// [`Error::Io`] naming `path` (or its directory) when a step fails.
-pub(super) fn replace(
+pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<()> {
@@ -89,11 +99,11 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A writer that accepts `budget` bytes and then fails, as a full disk or a crash would.
-    pub(in crate::checkpoint) struct FailAfter<'a> {
+    pub(crate) struct FailAfter<'a> {
         pub inner: &'a mut dyn Write,
         pub budget: usize,
     }
@@ -114,7 +124,7 @@ pub(super) mod tests {
     }
 
     /// A fresh, empty directory for one test.
-    pub(in crate::checkpoint) fn scratch_dir(test: &str) -> PathBuf {
+    pub(crate) fn scratch_dir(test: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "stograd-nn-checkpoint-{}-{test}",
             std::process::id()
@@ -137,10 +147,10 @@ pub(super) mod tests {
     fn a_failure_after_any_number_of_bytes_leaves_the_old_file_and_no_temporary() {
         let dir = scratch_dir("atomic-fail");
         let path = dir.join("last.bin");
-        replace(&path, |out| out.write_all(b"old contents")).unwrap();
+        write_atomic(&path, |out| out.write_all(b"old contents")).unwrap();
         let new = vec![7u8; 40];
         for budget in 0..new.len() {
-            let err = replace(&path, |out| {
+            let err = write_atomic(&path, |out| {
                 FailAfter { inner: out, budget }.write_all(&new)
             })
             .unwrap_err();
@@ -148,7 +158,7 @@ pub(super) mod tests {
             assert_eq!(fs::read(&path).unwrap(), b"old contents", "budget {budget}");
             assert_eq!(entries(&dir), ["last.bin"], "budget {budget}");
         }
-        replace(&path, |out| out.write_all(&new)).unwrap();
+        write_atomic(&path, |out| out.write_all(&new)).unwrap();
         assert_eq!(fs::read(&path).unwrap(), new);
         fs::remove_dir_all(dir).unwrap();
     }
@@ -162,14 +172,14 @@ pub(super) mod tests {
             let stale = dir.join(format!(".last.bin.{}.{n}.tmp", std::process::id()));
             fs::write(stale, b"half a checkpoint").unwrap();
         }
-        replace(&path, |out| out.write_all(b"new")).unwrap();
+        write_atomic(&path, |out| out.write_all(b"new")).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_path_without_a_file_name_is_an_io_error() {
-        let err = replace(Path::new("/"), |_| Ok(())).unwrap_err();
+        let err = write_atomic(Path::new("/"), |_| Ok(())).unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
     }
 }
