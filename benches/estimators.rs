@@ -12,9 +12,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use stograd_benches::filled;
 use stograd::dist::{Bernoulli, Normal};
 use stograd::estimator::Baseline;
 use stograd::{Estimator, Tape};
@@ -22,12 +23,6 @@ use stograd::{Estimator, Tape};
 const ROWS: usize = 1024;
 const COLS: usize = 784;
 const FEATURES: usize = 16;
-
-fn filled(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |(i, j)| {
-        ((i * 31 + j * 17 + salt) % 97) as f32 / 97.0 - 0.5
-    })
-}
 
 fn step_cost(c: &mut Criterion) {
     let mut group = c.benchmark_group("estimator_step");

@@ -15,6 +15,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, IxDyn};
+use stograd_benches::filled;
 use stograd::{Params, Tape, Var};
 
 const CHAIN: usize = 1000;
@@ -54,13 +55,6 @@ const BATCH: usize = 128;
 const IN: usize = 784;
 const OUT: usize = 400;
 
-/// A deterministic matrix with entries spread over `[-0.5, 0.5)`; the values do not matter to
-/// the timing, only that they are not all equal (half of the ReLUs are active).
-fn filled(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |(i, j)| {
-        ((i * 7919 + j * 104_729 + salt * 1_299_709) % 1000) as f32 / 1000.0 - 0.5
-    })
-}
 
 fn dense_layer(c: &mut Criterion) {
     let mut group = c.benchmark_group("dense_layer_128x784x400");

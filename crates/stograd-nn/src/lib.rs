@@ -57,6 +57,7 @@
 //! | [`data`] | IDX files, the embedded digits, MNIST, mini-batches |
 //! | [`checkpoint`] | safetensors checkpoints, written atomically |
 //! | [`fs`] | atomic file writes |
+//! | [`image`] | PNG grids of images |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
 
 mod error;
@@ -65,6 +66,7 @@ mod state;
 pub mod checkpoint;
 pub mod data;
 pub mod fs;
+pub mod image;
 pub mod init;
 pub mod layers;
 pub mod loss;
