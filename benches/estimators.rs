@@ -15,10 +15,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ndarray::Array1;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use stograd_benches::filled;
 use stograd::dist::{Bernoulli, Normal};
 use stograd::estimator::Baseline;
 use stograd::{Estimator, Tape};
+use stograd_benches::filled;
 
 const ROWS: usize = 1024;
 const COLS: usize = 784;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, IxDyn};
-use stograd_benches::filled;
 use stograd::{Params, Tape, Var};
+use stograd_benches::filled;
 
 const CHAIN: usize = 1000;
 
@@ -54,7 +54,6 @@ fn chain(c: &mut Criterion) {
 const BATCH: usize = 128;
 const IN: usize = 784;
 const OUT: usize = 400;
-
 
 fn dense_layer(c: &mut Criterion) {
     let mut group = c.benchmark_group("dense_layer_128x784x400");
