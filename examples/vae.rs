@@ -166,7 +166,8 @@ fn check(args: &Args) -> Result<(), Error> {
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         return fail(format!("--lr must be positive, got {}", args.lr));
     }
-    if !(args.beta >= 0.0 && args.beta.is_finite()) || !(args.kl_warmup >= 0.0) {
+    let non_negative = |x: f64| x >= 0.0 && x.is_finite();
+    if !non_negative(args.beta) || !non_negative(args.kl_warmup) {
         return fail("--beta and --kl-warmup must be non-negative".into());
     }
     if args.train_k > 1 && (args.beta != 1.0 || args.kl_warmup != 0.0) {
