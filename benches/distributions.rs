@@ -7,7 +7,7 @@
 //! - `mvn_low_rank`: a rank-8 `LowRankMultivariateNormal` with d = 64 over a batch of 1024.
 //!
 //! Throughput is in sampled elements (rows × d for the multivariate families). Run with
-//! `cargo bench --bench distributions`; results are in docs/benchmarks.md.
+//! `cargo bench -p stograd-benches --bench distributions`; results are in docs/benchmarks.md.
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! - `pathwise_normal`: a Normal of the same size, reparameterized, with the same cost.
 //!
 //! Both are `f32`, forward + backward, with the parameters moved onto a fresh tape each step.
-//! Run with `cargo bench --bench estimators`; results are in docs/benchmarks.md.
+//! Run with `cargo bench -p stograd-benches --bench estimators`; results are in docs/benchmarks.md.
 use std::hint::black_box;
 use std::time::Duration;
 

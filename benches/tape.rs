@@ -6,14 +6,13 @@
 //! - `dense_layer`: `relu(x W + b)` with `x` 128×784 (requiring a gradient), `W` 784×400,
 //!   `b` 400, through the fused `linear` op, against the three matrix products that any
 //!   engine must run for it (`x·W` forward, `xᵀG` and `G Wᵀ` backward) computed alone with
-//!   the same ndarray routine.
+//!   the same GEMM routine.
 //!
-//! Run with `cargo bench --bench tape`; results and the machine are in docs/benchmarks.md.
+//! Run with `cargo bench -p stograd-benches --bench tape`; results and the machine are in docs/benchmarks.md.
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, IxDyn};
 use stograd::{Params, Tape, Var};
 use stograd_benches::filled;
@@ -92,16 +91,16 @@ fn dense_layer(c: &mut Criterion) {
     });
 
     // The reference: the same three products, same shapes and transposes, same routine
-    // (ndarray's matrixmultiply backend), into preallocated outputs.
+    // (the engine's GEMM, stograd-gemm), into preallocated outputs.
     let g0 = filled(BATCH, OUT, 4);
     let mut y = Array2::<f32>::zeros((BATCH, OUT));
     let mut dw = Array2::<f32>::zeros((IN, OUT));
     let mut dx = Array2::<f32>::zeros((BATCH, IN));
     group.bench_function("three_matmuls_alone", |bench| {
         bench.iter(|| {
-            general_mat_mul(1.0, &x0, &w0, 0.0, &mut y); // forward: x W
-            general_mat_mul(1.0, &x0.t(), &g0, 0.0, &mut dw); // dW = xᵀ G
-            general_mat_mul(1.0, &g0, &w0.t(), 0.0, &mut dx); // dx = G Wᵀ
+            stograd_gemm::gemm(1.0, x0.view(), w0.view(), 0.0, y.view_mut()); // forward: x W
+            stograd_gemm::gemm(1.0, x0.t(), g0.view(), 0.0, dw.view_mut()); // dW = xᵀ G
+            stograd_gemm::gemm(1.0, g0.view(), w0.t(), 0.0, dx.view_mut()); // dx = G Wᵀ
             black_box((&y, &dw, &dx));
         })
     });

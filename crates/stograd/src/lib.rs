@@ -14,7 +14,7 @@
 //!
 //! // A parameter store that outlives every tape.
 //! let mut params = Params::<f64>::new();
-//! let w = params.insert("model.w", ArrayD::zeros(vec![2, 1]))?;
+//! let w = params.insert("model.w", ArrayD::zeros(vec![1, 2]))?; // [out, in]
 //! let b = params.insert("model.b", ArrayD::zeros(vec![1]))?;
 //!
 //! let x = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]];
@@ -30,7 +30,7 @@
 //!         params.get_mut(id).scaled_add(-0.2, g);
 //!     }
 //! }
-//! assert!((params.get(w)[[1, 0]] - 2.0).abs() < 1e-6);
+//! assert!((params.get(w)[[0, 1]] - 2.0).abs() < 1e-6);
 //! assert!((params.get(b)[0] - 0.5).abs() < 1e-6);
 //! # Ok::<(), stograd::Error>(())
 //! ```

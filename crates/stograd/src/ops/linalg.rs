@@ -8,11 +8,10 @@
 
 use std::panic::Location;
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
 use smallvec::{SmallVec, smallvec};
 
-use super::{Backward, InputGrads, Op, standard};
+use super::{Backward, InputGrads, Op};
 use crate::tape::same_tape;
 use crate::{Scalar, Var};
 
@@ -75,22 +74,22 @@ impl LinalgOp {
                                 .index_axis_mut(Axis(0), i)
                                 .into_dimensionality::<Ix2>()
                                 .expect("2-D");
-                            general_mat_mul(F::one(), &gi, &yi.t(), F::zero(), &mut out);
+                            stograd_gemm::gemm(F::one(), gi, yi.t(), F::zero(), out.view_mut());
                         }
                         if b.needs[1] {
                             let mut out = gy
                                 .index_axis_mut(Axis(0), i)
                                 .into_dimensionality::<Ix2>()
                                 .expect("2-D");
-                            general_mat_mul(F::one(), &xi.t(), &gi, F::zero(), &mut out);
+                            stograd_gemm::gemm(F::one(), xi.t(), gi, F::zero(), out.view_mut());
                         }
                     }
                     return smallvec![b.needs[0].then_some(gx), b.needs[1].then_some(gy)];
                 }
                 let (x2, g2, y2) = (rows(x), rows(g), matrix(y.view()));
                 smallvec![
-                    b.needs[0].then(|| reshaped(g2.dot(&y2.t()), x.shape())),
-                    b.needs[1].then(|| standard(x2.t().dot(&g2).into_dyn())),
+                    b.needs[0].then(|| product(g2, y2.t(), x.shape())),
+                    b.needs[1].then(|| product(x2.t(), g2, y.shape())),
                 ]
             }
             LinalgOp::Transpose => smallvec![Some(swap_last(g))],
@@ -99,8 +98,8 @@ impl LinalgOp {
                 let (x, w) = (b.inputs[0], b.inputs[1]);
                 let (x2, g2, w2) = (rows(x), rows(g), matrix(w.view()));
                 let mut grads: InputGrads<F> = smallvec![
-                    b.needs[0].then(|| reshaped(g2.dot(&w2), x.shape())),
-                    b.needs[1].then(|| standard(g2.t().dot(&x2).into_dyn())),
+                    b.needs[0].then(|| product(g2, w2, x.shape())),
+                    b.needs[1].then(|| product(g2.t(), x2, w.shape())),
                 ];
                 if bias {
                     grads.push(b.needs[2].then(|| g2.sum_axis(Axis(0)).into_dyn()));
@@ -125,12 +124,13 @@ fn rows<F: Scalar>(a: &ArrayD<F>) -> ArrayView2<'_, F> {
         .expect("standard layout")
 }
 
-/// A product in standard layout under `shape`. `dot` may return a column-major array (it does
-/// when both operands are also column-major, as `[m, 1] @ [1, n]` views can be), which a
-/// row-major reshape cannot take as is.
-fn reshaped<F: Scalar>(a: Array2<F>, shape: &[usize]) -> ArrayD<F> {
-    standard(a.into_dyn())
-        .into_shape_with_order(IxDyn(shape))
+/// `a @ b` in a fresh standard-layout array (from the buffer pool) of `shape`, which holds
+/// `a.nrows() · b.ncols()` elements.
+fn product<F: Scalar>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, shape: &[usize]) -> ArrayD<F> {
+    let mut out = crate::pool::zeros::<F>(&[a.nrows(), b.ncols()]);
+    let view = out.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+    stograd_gemm::gemm(F::one(), a, b, F::zero(), view);
+    out.into_shape_with_order(IxDyn(shape))
         .expect("same element count")
 }
 
@@ -182,13 +182,13 @@ impl<'t, F: Scalar> Var<'t, F> {
                         .index_axis_mut(Axis(0), i)
                         .into_dimensionality::<Ix2>()
                         .expect("2-D");
-                    general_mat_mul(F::one(), &ai, &bi, F::zero(), &mut oi);
+                    stograd_gemm::gemm(F::one(), ai, bi, F::zero(), oi.view_mut());
                 }
                 out
             } else {
                 let mut shape = sa.to_vec();
                 *shape.last_mut().expect("2-D or 3-D") = sb[1];
-                reshaped(rows(a).dot(&matrix(b.view())), &shape)
+                product(rows(a), matrix(b.view()), &shape)
             }
         };
         self.tape.push(
@@ -272,18 +272,18 @@ impl<'t, F: Scalar> Var<'t, F> {
             );
             let w2 = matrix(w.view());
             let x2 = rows(x);
-            let mut out = match b {
-                Some(b) => b
-                    .broadcast((x2.nrows(), w2.nrows()))
-                    .expect("bias fits")
-                    .to_owned(),
-                None => Array2::zeros((x2.nrows(), w2.nrows())),
-            };
+            let mut out = crate::pool::zeros::<F>(&[x2.nrows(), w2.nrows()]);
+            let mut view = out.view_mut().into_dimensionality::<Ix2>().expect("2-D");
+            // the bias first, then the product added onto it
+            if let Some(b) = b {
+                view.assign(&b.broadcast((x2.nrows(), w2.nrows())).expect("bias fits"));
+            }
             let beta = if b.is_some() { F::one() } else { F::zero() };
-            general_mat_mul(F::one(), &x2, &w2.t(), beta, &mut out);
+            stograd_gemm::gemm(F::one(), x2, w2.t(), beta, view);
             let mut shape = x.shape().to_vec();
             *shape.last_mut().expect("at least 1-D") = w2.nrows();
-            reshaped(out, &shape)
+            out.into_shape_with_order(IxDyn(&shape))
+                .expect("same element count")
         };
         self.tape.push(
             Op::Linalg(LinalgOp::Linear {

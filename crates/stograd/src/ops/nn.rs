@@ -159,7 +159,7 @@ impl<'t, F: Scalar> Var<'t, F> {
                 t.shape()
             );
             zip2(x, t, |x, t| {
-                x.max(F::zero()) - x * t + (-x.abs()).exp().ln_1p()
+                x.max(F::zero()) - x * t + x.log1p_exp_neg_abs()
             })
         };
         self.tape.push(

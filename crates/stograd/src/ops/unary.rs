@@ -75,7 +75,7 @@ fn normal_pdf<F: Scalar>(x: F) -> F {
 }
 
 fn softplus<F: Scalar>(x: F) -> F {
-    x.max(F::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(F::zero()) + x.log1p_exp_neg_abs()
 }
 
 fn step<F: Scalar>(condition: bool) -> F {

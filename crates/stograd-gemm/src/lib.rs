@@ -1,0 +1,164 @@
+//! `C ← α·A·B + β·C` for ndarray matrices, on the `gemm` crate's kernels (which pick the
+//! machine's widest vector instructions at run time, AVX-512 included) and rayon's thread pool.
+//!
+//! `gemm::gemm` takes raw pointers and element strides; this crate is the only place in the
+//! workspace with `unsafe`, and it is one call, made after checking that the three shapes fit.
+//! The views' pointers and strides then describe exactly the elements the product reads and
+//! writes: ndarray guarantees that a view's `(ptr, shape, strides)` addresses valid elements,
+//! and `c` is a unique mutable view, so it aliases neither `a` nor `b`.
+
+use std::any::TypeId;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// The element types the kernels support: `f32` and `f64`.
+pub trait Element: num_traits::Float + Send + Sync + 'static {}
+
+impl Element for f32 {}
+impl Element for f64 {}
+
+/// `c ← alpha·a·b + beta·c`; with `beta = 0`, `c`'s old values are not read (NaN in them does
+/// not propagate). Any strides, transposed views included.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+///
+/// let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+/// let b = array![[1.0f32, 0.0], [0.0, 1.0]];
+/// let mut c = array![[1.0f32, 1.0], [1.0, 1.0]];
+/// stograd_gemm::gemm(2.0, a.view(), b.t(), 1.0, c.view_mut()); // c = 2·a·bᵀ + c
+/// assert_eq!(c, array![[3.0, 5.0], [7.0, 9.0]]);
+/// ```
+///
+/// # Panics
+/// If the shapes do not fit `[m, k] @ [k, n] → [m, n]`.
+#[track_caller]
+pub fn gemm<F: Element>(
+    alpha: F,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    beta: F,
+    mut c: ArrayViewMut2<'_, F>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert!(
+        b.nrows() == k && c.dim() == (m, n),
+        "gemm: {:?} @ {:?} does not fit into {:?}",
+        a.dim(),
+        b.dim(),
+        c.dim()
+    );
+    assert!(
+        TypeId::of::<F>() == TypeId::of::<f32>() || TypeId::of::<F>() == TypeId::of::<f64>(),
+        "gemm: only f32 and f64"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.mapv_inplace(|v| {
+            if beta == F::zero() {
+                F::zero()
+            } else {
+                v * beta
+            }
+        });
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the shapes were checked above, so the kernel reads `a` at (i, l) for i < m,
+    // l < k and `b` at (l, j) for j < n, and writes `c` at (i, j): each within its view,
+    // whose pointer and strides ndarray guarantees valid for its shape. `c` is borrowed
+    // uniquely, so it overlaps neither input. `beta = 0` passes `read_dst = false`, which the
+    // kernel documents as not reading `c`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            beta != F::zero(),
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, ShapeBuilder};
+
+    fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|l| a[[i, l]] * b[[l, j]]).sum()
+        })
+    }
+
+    #[test]
+    fn matches_the_definition_for_every_layout_and_size() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 5, 2),
+            (17, 33, 9),
+            (64, 70, 130),
+            (5, 0, 4),
+            (0, 3, 2),
+        ] {
+            let a = Array2::from_shape_fn((m, k), |(i, j)| (i as f64 - 2.0 * j as f64) / 7.0);
+            let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * j) % 5) as f64 - 1.5);
+            let want = naive(&a, &b);
+            let a_f = {
+                let mut t = Array2::zeros((m, k).f());
+                t.assign(&a);
+                t
+            };
+            for a_view in [a.view(), a_f.view()] {
+                let mut c = Array2::from_elem((m, n), f64::NAN);
+                super::gemm(1.0, a_view, b.view(), 0.0, c.view_mut());
+                assert!(
+                    c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12),
+                    "{m}×{k}×{n}"
+                );
+                let mut c2 = Array2::ones((m, n));
+                super::gemm(2.0, a_view, b.view(), 0.5, c2.view_mut());
+                let expect = &want * 2.0 + 0.5;
+                assert!(c2.iter().zip(&expect).all(|(x, y)| (x - y).abs() < 1e-12));
+            }
+            // a transposed right side
+            let bt = b.t().to_owned();
+            let mut c = Array2::zeros((m, n));
+            super::gemm(1.0, a.view(), bt.t(), 0.0, c.view_mut());
+            assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn shapes_that_do_not_fit_panic() {
+        let a = Array2::<f32>::zeros((2, 3));
+        let mut c = Array2::<f32>::zeros((2, 2));
+        super::gemm(1.0, a.view(), a.view(), 0.0, c.view_mut());
+    }
+}
