@@ -142,12 +142,12 @@ fn adam_651k(c: &mut Criterion) {
     let mut arrays: Vec<[ArrayD<f32>; 4]> = params
         .iter()
         .map(|(_, _, p)| {
-            (
+            [
                 p.clone(),
                 p.mapv(|v| v * 0.1),
                 p.mapv(|v| v * 0.01),
                 p.mapv(|v| v * v),
-            )
+            ]
         })
         .collect();
     c.bench_function("adam_651k/fused_pass_floor", |b| {
