@@ -7,6 +7,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong in stograd-nn: the engine's errors, files that cannot be read or
 /// written, malformed data, checkpoints that do not fit the model, and bad settings.
+///
+/// ```
+/// use stograd::Params;
+/// use stograd_nn::layers::Linear;
+/// use stograd_nn::Error;
+///
+/// let mut params = Params::<f32>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// # use rand::SeedableRng;
+/// let err = Linear::new(&mut params, "fc", 3, 0, &mut rng).unwrap_err();
+/// assert!(matches!(err, Error::InvalidArgument { name: "out_features", .. }));
+/// assert_eq!(err.to_string(), "out_features must be positive, got 0");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -21,6 +21,18 @@ use stograd::Scalar;
 use crate::{Error, Result};
 
 /// Which fan a Kaiming initializer preserves the variance of.
+///
+/// ```
+/// use stograd_nn::init::{kaiming_normal, FanMode, Nonlinearity};
+/// # use rand::SeedableRng;
+///
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// // the backward pass's variance: σ = √2 / √fan_out = √2 / √300
+/// let w = kaiming_normal::<f32>(&[300, 100], FanMode::FanOut, Nonlinearity::Relu, &mut rng)?;
+/// let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+/// assert!((var - 2.0 / 300.0).abs() < 0.001);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FanMode {
     /// The forward pass's (PyTorch's default).
@@ -30,6 +42,12 @@ pub enum FanMode {
 }
 
 /// The nonlinearity that follows a layer, for [`calculate_gain`].
+///
+/// ```
+/// use stograd_nn::init::{calculate_gain, Nonlinearity};
+///
+/// assert_eq!(calculate_gain(Nonlinearity::LeakyRelu(0.0)), calculate_gain(Nonlinearity::Relu));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Nonlinearity {
     /// None (or a linear map): gain 1.

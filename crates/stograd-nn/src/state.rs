@@ -11,6 +11,24 @@ use stograd::Scalar;
 /// Keys are dot-separated like parameter names; an optimizer keys its per-parameter arrays by
 /// the parameter's name (`"exp_avg.encoder.fc1.weight"`), so the state survives a change in
 /// parameter order and names what is missing.
+///
+/// ```
+/// use stograd::ndarray::array;
+/// use stograd::{Params, Tape};
+/// use stograd_nn::optim::{Optimizer, Sgd, SgdConfig};
+///
+/// let mut params = Params::<f64>::new();
+/// let w = params.insert("w", array![1.0].into_dyn())?;
+/// let mut sgd = Sgd::new(SgdConfig { lr: 0.1, momentum: 0.9, ..SgdConfig::default() })?;
+/// let grads = {
+///     let tape = Tape::with_params(&params);
+///     (tape.param(w) * 2.0).sum().backward()?
+/// };
+/// sgd.step(&mut params, &grads);
+/// let state = sgd.state_dict(&params);
+/// assert_eq!(state.tensors["momentum_buffer.w"], array![2.0].into_dyn());
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateDict<F: Scalar> {
     /// Arrays, by key.

@@ -9,6 +9,28 @@ use safetensors::{Dtype, SafeTensorError};
 ///
 /// Loading checks the whole file before it changes anything, so after any of these errors the
 /// parameters are as they were.
+///
+/// ```
+/// use stograd::ndarray::ArrayD;
+/// use stograd::Params;
+/// use stograd_nn::checkpoint::{self, Checkpoint, CheckpointError};
+/// use stograd_nn::Error;
+///
+/// let mut small = Params::<f32>::new();
+/// small.insert("fc.weight", ArrayD::zeros(vec![2, 3]))?;
+/// let path = std::env::temp_dir().join("stograd-nn-mismatch.safetensors");
+/// checkpoint::save(&path, &small, &Checkpoint::default())?;
+///
+/// let mut wide = Params::<f32>::new();
+/// wide.insert("fc.weight", ArrayD::zeros(vec![4, 3]))?;
+/// match checkpoint::load(&path, &mut wide) {
+///     Err(Error::Checkpoint(CheckpointError::WrongShape { name, expected, got, .. })) => {
+///         assert_eq!((name.as_str(), expected, got), ("fc.weight", vec![4, 3], vec![2, 3]));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
@@ -119,6 +141,20 @@ pub enum CheckpointError {
 /// A safetensors file is an 8-byte little-endian header length `n`, `n` bytes of JSON that
 /// give each tensor's dtype, shape and `data_offsets` (relative to the end of the header) and
 /// an optional `__metadata__` map of strings, then the tensors' bytes, back to back.
+///
+/// ```
+/// use stograd::Params;
+/// use stograd_nn::checkpoint::{self, CheckpointError, Corruption};
+/// use stograd_nn::Error;
+///
+/// let path = std::env::temp_dir().join("stograd-nn-corrupt.safetensors");
+/// std::fs::write(&path, b"\x03").unwrap(); // not even the 8-byte header length
+/// let err = checkpoint::load(&path, &mut Params::<f32>::new()).unwrap_err();
+/// assert!(matches!(
+///     err,
+///     Error::Checkpoint(CheckpointError::Corrupt { problem: Corruption::TooShort { .. }, .. })
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Corruption {

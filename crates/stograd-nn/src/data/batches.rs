@@ -13,6 +13,16 @@ use super::dataset::binarize;
 use crate::{Error, Result};
 
 /// One mini-batch: the images, their labels and their positions in the dataset.
+///
+/// ```
+/// use stograd_nn::data::{self, Batches};
+///
+/// let digits = data::digits::<f32>();
+/// let batch = Batches::new(&digits, 10, data::epoch_rng(0, 1))?.next().unwrap();
+/// assert_eq!(batch.images.dim(), (10, 64));
+/// assert_eq!(batch.labels[3], digits.labels()[batch.indices[3]]);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch<F: Scalar> {
     /// `[batch, height·width]` pixels: in `[0, 1]`, or 0/1 draws with

@@ -7,6 +7,18 @@ use std::path::{Path, PathBuf};
 /// A malformed data file, or arrays that do not make a dataset.
 ///
 /// It reaches callers as [`Error::Data`](crate::Error::Data).
+///
+/// ```
+/// use stograd_nn::data::{idx, DataError};
+/// use stograd_nn::Error;
+///
+/// let path = std::env::temp_dir().join("stograd-nn-not-idx");
+/// std::fs::write(&path, b"GIF89a, not an IDX file").unwrap();
+/// match idx::read(&path) {
+///     Err(Error::Data(DataError::BadMagic { found, .. })) => assert_eq!(&found, b"GIF8"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {

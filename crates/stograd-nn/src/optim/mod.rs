@@ -91,6 +91,20 @@ pub const PARALLEL_CHUNK: usize = 1 << 15;
 ///
 /// PyTorch equivalent: `torch.optim.Optimizer` (`step`, `param_groups[i]["lr"]`,
 /// `state_dict`, `load_state_dict`).
+///
+/// ```
+/// use stograd_nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+///
+/// let use_adam = true;
+/// let mut opt: Box<dyn Optimizer<f32>> = if use_adam {
+///     Box::new(Adam::new(AdamConfig::default())?)
+/// } else {
+///     Box::new(Sgd::new(SgdConfig::default())?)
+/// };
+/// opt.set_lr(5e-4);
+/// assert_eq!(opt.lr(), 5e-4);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 pub trait Optimizer<F: Scalar> {
     /// Updates every parameter that has a gradient in `grads` and is not frozen, in place
     /// (drop the tape first, so that no tape shares the arrays). Parameters without a

@@ -31,6 +31,14 @@ use crate::layers::{Activation, Mlp};
 use crate::{Error, Result};
 
 /// The shape of a [`Vae`].
+///
+/// ```
+/// use stograd_nn::vae::{Posterior, VaeConfig};
+///
+/// // a 2-D latent space with a full-covariance posterior, the rest as PyTorch's example
+/// let config = VaeConfig { latent: 2, posterior: Posterior::Cholesky, ..VaeConfig::default() };
+/// assert_eq!((config.input, config.hidden.as_slice()), (784, &[400][..]));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct VaeConfig {
     /// The input width (pixels).
@@ -63,6 +71,14 @@ impl Default for VaeConfig {
 }
 
 /// The observation model `p(x | z)` on the decoder's output `o`.
+///
+/// ```
+/// use stograd_nn::vae::{Likelihood, VaeConfig};
+///
+/// // real-valued data with unit noise: the decoder outputs the mean
+/// let config = VaeConfig { input: 10, likelihood: Likelihood::Normal { scale: 1.0 }, ..VaeConfig::default() };
+/// # let _ = config;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Likelihood {
     /// `∏ Bernoulli(xᵢ; σ(oᵢ))`: `o` are logits; for images with intensities in `[0, 1]`.
@@ -99,6 +115,25 @@ impl Likelihood {
 }
 
 /// How the ELBO's KL term is computed.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use stograd::ndarray::Array2;
+/// use stograd::{Params, Tape};
+/// use stograd_nn::vae::{KlEstimate, Vae, VaeConfig};
+///
+/// let mut params = Params::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let vae = Vae::new(&mut params, "vae", VaeConfig { input: 4, hidden: vec![3], latent: 2, ..VaeConfig::default() }, &mut rng)?;
+/// let tape = Tape::inference(&params);
+/// let x = tape.constant(Array2::from_elem((1, 4), 0.5));
+/// let exact = vae.elbo_with(&tape, x, KlEstimate::Analytic, &mut rng)?.kl.item();
+/// let draws: f64 = (0..4000)
+///     .map(|_| vae.elbo_with(&tape, x, KlEstimate::MonteCarlo, &mut rng).unwrap().kl.item())
+///     .sum::<f64>() / 4000.0;
+/// assert!((draws - exact).abs() < 0.05);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KlEstimate {
     /// In closed form, from stograd's KL table.
@@ -108,6 +143,24 @@ pub enum KlEstimate {
 }
 
 /// The ELBO of a batch and its two terms, each `[b]`: `elbo = reconstruction − kl`.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use stograd::ndarray::Array2;
+/// use stograd::{Params, Tape};
+/// use stograd_nn::vae::{Vae, VaeConfig};
+///
+/// let mut params = Params::<f32>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let vae = Vae::new(&mut params, "vae", VaeConfig { input: 4, hidden: vec![3], latent: 2, ..VaeConfig::default() }, &mut rng)?;
+/// let tape = Tape::with_params(&params);
+/// let e = vae.elbo(&tape, tape.constant(Array2::from_elem((5, 4), 0.5)), &mut rng)?;
+/// // a β-VAE's loss, β = 4
+/// let loss = (e.kl * 4.0 - e.reconstruction).sum();
+/// assert_eq!(e.elbo.shape(), [5]);
+/// # let _ = loss.backward()?;
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Elbo<'t, F: Scalar> {
     /// `log p(x | z)`, `z ~ q(z | x)`.

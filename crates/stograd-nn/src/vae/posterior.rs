@@ -18,6 +18,14 @@ use crate::{Error, Result};
 /// | `LowRank { rank }` | `μ`, `log D` (`d`), `U` (`d·r`, row-major) | `D + U Uᵀ` |
 ///
 /// All three draw `z` through pathwise sample nodes.
+///
+/// ```
+/// use stograd_nn::vae::Posterior;
+///
+/// assert_eq!(Posterior::Diagonal.head_size(20), 40);
+/// assert_eq!(Posterior::Cholesky.head_size(20), 20 + 210);
+/// assert_eq!(Posterior::LowRank { rank: 2 }.head_size(20), 80);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Posterior {
     /// A factorized Gaussian.
@@ -65,6 +73,24 @@ impl Posterior {
 }
 
 /// `q(z | x)` for a batch: one of the three families, with its parameters on the tape.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use stograd::ndarray::Array2;
+/// use stograd::{Params, Tape};
+/// use stograd_nn::vae::{Posterior, Q, Vae, VaeConfig};
+///
+/// let mut params = Params::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let config = VaeConfig { input: 4, hidden: vec![3], latent: 2, posterior: Posterior::Cholesky, ..VaeConfig::default() };
+/// let vae = Vae::new(&mut params, "vae", config, &mut rng)?;
+/// let tape = Tape::inference(&params);
+/// let q = vae.posterior(&tape, tape.constant(Array2::from_elem((3, 4), 0.5)))?;
+/// assert!(matches!(q, Q::Cholesky(_)));
+/// let z = q.rsample(&tape, &mut rng);
+/// assert_eq!((z.shape(), q.log_prob(z).shape()), (vec![3, 2], vec![3]));
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum Q<'t, F: Scalar> {
     /// Independent normals, batch `[b, d]`.
