@@ -7,9 +7,6 @@
 //! the test, and the property test runs from proptest's fixed default seed with a fixed number
 //! of cases, so a failure reproduces exactly.
 
-#[macro_use]
-mod common;
-
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fs;

@@ -7,9 +7,6 @@
 //! The fixtures are JSON committed beside the script; the tests never run Python. Each
 //! generic test runs in f32 and f64.
 
-#[macro_use]
-mod common;
-
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value;
 use stograd::{Gradients, Params, Scalar, Tape};

@@ -1,10 +1,7 @@
 //! The backward sweep: accumulation over repeated uses, non-scalar roots, repeatability,
 //! intermediate roots, tape identity, f32 against f64, and anomaly detection.
 
-#[macro_use]
-mod common;
-
-use common::{assert_close, c, cast, normal, panic_message, tol, var, widen};
+use crate::common::{assert_close, c, cast, normal, panic_message, tol, var, widen};
 use ndarray::{ArrayD, IxDyn, array};
 use stograd::{Error, Params, Pass, Scalar, Tape, Var};
 

@@ -9,9 +9,7 @@
 //! coordinates checked in this file at `P(|Z| > 4) = 6.3·10⁻⁵` each, the family-wise error rate
 //! is below 0.3% (Bonferroni). Seeds are fixed, so a failure reproduces exactly.
 
-mod common;
-
-use common::enumerate::{Draws, Graph, assert_unbiased, estimate, exact_gradient};
+use crate::common::enumerate::{Draws, Graph, assert_unbiased, estimate, exact_gradient};
 use ndarray::{ArrayD, array};
 use stograd::dist::Bernoulli;
 use stograd::estimator::{Baseline, EmaBaseline};
@@ -197,7 +195,7 @@ fn a_baseline_applies_once_across_a_surrogate_and_the_cost_outside_it() {
     let ema = EmaBaseline::new(0.9).unwrap();
     let tape = Tape::<f64>::new();
     let logits = tape.variable(array![0.4, -0.3, 0.8]);
-    let mut rng = common::rng(11);
+    let mut rng = crate::common::rng(11);
     let b = tape
         .sample_with(
             &Bernoulli::from_logits(logits).unwrap(),
@@ -222,7 +220,7 @@ fn a_surrogate_inside_a_non_linear_op_is_an_error() {
         .sample_with(
             &Bernoulli::from_logits(logits).unwrap(),
             Estimator::score_function(),
-            &mut common::rng(12),
+            &mut crate::common::rng(12),
         )
         .unwrap();
     let s = tape.surrogate((b - 0.3).square()).unwrap();
@@ -250,7 +248,7 @@ fn leave_one_out_rejects_a_cost_that_mixes_rows() {
             Estimator::ScoreFunction {
                 baseline: Baseline::LeaveOneOut { group: 2 },
             },
-            &mut common::rng(13),
+            &mut crate::common::rng(13),
         )
         .unwrap();
     let line = line!() + 1;

@@ -17,11 +17,9 @@
 //!
 //! A fifth test is the control: the same harness flags Gumbel-softmax, which is biased.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::enumerate::{Draws, Graph, bonferroni_z, estimate, exact_gradient, outliers};
+use crate::common::enumerate::{Draws, Graph, bonferroni_z, estimate, exact_gradient, outliers};
 use ndarray::{Array, ArrayD, IxDyn};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -7,13 +7,10 @@
 //! in the test and allows 4 standard errors, so a failure reproduces exactly and a correct
 //! sampler fails with probability about 6e-5 per comparison for a fresh seed.
 
-#[macro_use]
-mod common;
-
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use ndarray::{Array, ArrayD, Axis, IxDyn, array};
 use stograd::dist::kl::kl_divergence;
 use stograd::dist::{

@@ -1,10 +1,7 @@
 //! Every public fallible function returns its named error (not a panic), and operator misuse
 //! panics with both shapes and the caller's location.
 
-#[macro_use]
-mod common;
-
-use common::{panic_message, uniform};
+use crate::common::{panic_message, uniform};
 use ndarray::{ArrayD, IxDyn, array};
 use stograd::check::{Tolerance, gradcheck};
 use stograd::{Error, Params, Tape, Var};

@@ -16,10 +16,7 @@
 //! fixed seeds they all pass, and a failure after a change to a sampler is to be investigated,
 //! not reseeded).
 
-#[macro_use]
-mod common;
-
-use common::{c, check, widen};
+use crate::common::{c, check, widen};
 use ndarray::{ArrayD, IxDyn, array};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -8,15 +8,12 @@
 //! standard errors, each estimated from the same samples. The scipy values live in
 //! `fixtures/mvn.txt`, written by `fixtures/gen_mvn.py` (run it to regenerate).
 
-#[macro_use]
-mod common;
-
 use ndarray::{Array2, ArrayD, Axis, Dimension, Ix2, Ix3, IxDyn, array};
 use stograd::dist::kl::kl_divergence;
 use stograd::dist::{Distribution, LowRankMultivariateNormal, MultivariateNormal, Normal};
 use stograd::{Error, Estimator, Scalar, Tape, Var};
 
-use common::{assert_close, cast, check, panic_message, rng, widen};
+use crate::common::{assert_close, cast, check, panic_message, rng, widen};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -368,13 +365,13 @@ fn gradcheck_rsample_with_fixed_noise() {
         let (loc, l) = (case.get("loc").clone(), case.get("scale_tril").clone());
         let d = l.shape()[l.ndim() - 1];
         let batch = &loc.shape()[..loc.ndim() - 1];
-        let eps = common::normal(&[batch, &[d]].concat(), 11);
+        let eps = crate::common::normal(&[batch, &[d]].concat(), 11);
         // z = μ + Lε, w.r.t. μ and L
         check(&format!("{name} rsample"), &[loc.clone(), l], |t, v| {
             let q = masked(t, v[0], v[1]);
             q.reparameterize(t.constant(eps.clone())).unwrap()
         });
-        let raw = common::uniform(&[batch, &[d, d]].concat(), -1.0, 1.0, 12);
+        let raw = crate::common::uniform(&[batch, &[d, d]].concat(), -1.0, 1.0, 12);
         check(
             &format!("{name} rsample (unconstrained)"),
             &[loc, raw],
@@ -392,7 +389,7 @@ fn gradcheck_rsample_with_fixed_noise() {
             inputs[1].shape()[inputs[1].ndim() - 1],
         );
         let batch = &inputs[0].shape()[..inputs[0].ndim() - 1];
-        let eps = common::normal(&[batch, &[d + r]].concat(), 13);
+        let eps = crate::common::normal(&[batch, &[d + r]].concat(), 13);
         // z = μ + D^½ε₁ + Uε₂, w.r.t. μ, U and D
         check(&format!("{name} rsample"), &inputs, |t, v| {
             let q = LowRankMultivariateNormal::new(v[0], v[1], v[2]).unwrap();

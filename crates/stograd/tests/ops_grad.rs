@@ -5,10 +5,7 @@
 //! Inputs stay away from kinks and poles (relu/abs at 0, clamp edges, max ties, log of
 //! non-positive values, lgamma poles): a finite-difference step across one is meaningless.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::slice::from_ref;
 
 use ndarray::{Array2, ArrayD, Axis, Dimension, IxDyn, array};
