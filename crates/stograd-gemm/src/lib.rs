@@ -1,9 +1,9 @@
 //! `C ← α·A·B + β·C` for ndarray matrices, on the `gemm` crate's kernels (which pick the
 //! machine's widest vector instructions at run time: AVX-512 where the CPU has it, through the
-//! `x86-v4` feature, else AVX2 and FMA) and rayon's thread pool. The half-precision kernels are
-//! left out, which saves a third of the crate's build time.
+//! `x86-v4` feature, else AVX2 and FMA) and rayon's thread pool. Only the `f32` and `f64`
+//! kernel crates are built, not the complex and half-precision ones.
 //!
-//! `gemm::gemm` takes raw pointers and element strides; this crate is the only place in the
+//! The kernels take raw pointers and element strides; this crate is the only place in the
 //! workspace with `unsafe`, and it is one call, made after checking that the three shapes fit.
 //! The views' pointers and strides then describe exactly the elements the product reads and
 //! writes: ndarray guarantees that a view's `(ptr, shape, strides)` addresses valid elements,
@@ -73,35 +73,87 @@ pub fn gemm<F: Element>(
     // measured with the kernels these features select, on a 2-core AVX-512 machine.
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && m * n * k >= 1 << 23 {
-        gemm::Parallelism::Rayon(threads)
+        gemm_common::Parallelism::Rayon(threads)
     } else {
-        gemm::Parallelism::None
+        gemm_common::Parallelism::None
     };
-    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
-    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
-    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: the shapes were checked above, so the kernel reads `a` at (i, l) for i < m,
+    let (f32_kernel, f64_kernel) = (
+        gemm_f32::gemm::f32::get_gemm_fn(),
+        gemm_f64::gemm::f64::get_gemm_fn(),
+    );
+    // SAFETY: `F` is the kernel's element type, checked above.
+    unsafe {
+        if TypeId::of::<F>() == TypeId::of::<f32>() {
+            run(f32_kernel, alpha, a, b, beta, c, parallelism);
+        } else {
+            run(f64_kernel, alpha, a, b, beta, c, parallelism);
+        }
+    }
+}
+
+/// The signature of the `gemm-f32` and `gemm-f64` kernels, which compute
+/// `dst ← alpha·dst + beta·lhs·rhs` (so our `beta` is their `alpha` and the other way round),
+/// with strides in elements, columns' before rows'.
+type Kernel<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *mut T,
+    isize,
+    isize,
+    bool,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    T,
+    bool,
+    bool,
+    bool,
+    gemm_common::Parallelism,
+);
+
+/// `c ← alpha·a·b + beta·c` through `kernel`.
+///
+/// # Safety
+/// `T` must be `F`, and the shapes must fit `[m, k] @ [k, n] → [m, n]` with `k > 0`.
+unsafe fn run<T: num_traits::Float, F: Element>(
+    kernel: Kernel<T>,
+    alpha: F,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    beta: F,
+    mut c: ArrayViewMut2<'_, F>,
+    parallelism: gemm_common::Parallelism,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let scalar = |v: F| T::from(v).expect("T is F");
+    // SAFETY: the caller checked the shapes, so the kernel reads `a` at (i, l) for i < m,
     // l < k and `b` at (l, j) for j < n, and writes `c` at (i, j): each within its view,
     // whose pointer and strides ndarray guarantees valid for its shape. `c` is borrowed
     // uniquely, so it overlaps neither input. `beta = 0` passes `read_dst = false`, which the
-    // kernel documents as not reading `c`.
+    // kernel documents as not reading `c`. The pointer casts are identities (`T` is `F`).
     unsafe {
-        gemm::gemm(
+        kernel(
             m,
             n,
             k,
-            c.as_mut_ptr(),
-            c_cs,
-            c_rs,
+            c.as_mut_ptr().cast(),
+            c.strides()[1],
+            c.strides()[0],
             beta != F::zero(),
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            beta,
-            alpha,
+            a.as_ptr().cast(),
+            a.strides()[1],
+            a.strides()[0],
+            b.as_ptr().cast(),
+            b.strides()[1],
+            b.strides()[0],
+            scalar(beta),
+            scalar(alpha),
             false,
             false,
             false,
