@@ -3,8 +3,8 @@
 //! The derivative may use the output `y` (for `exp`, `dy/dx = y`), which saves recomputing
 //! `f`. Numerically delicate rows are written in their stable form:
 //!
-//! - `sigmoid(x) = 1 / (1 + e^{−x})` for `x ≥ 0` and `e^x / (1 + e^x)` below, so neither branch
-//!   overflows; `σ' = y (1 − y)`.
+//! - `sigmoid(x) = 1 / (1 + e)` for `x ≥ 0` and `e / (1 + e)` below, with `e = e^{−|x|}`, so
+//!   nothing overflows; `σ' = y (1 − y)`.
 //! - `softplus(x) = max(x, 0) + log1p(e^{−|x|})`, exact for large `|x|`; `softplus' = σ(x)`.
 //! - `log_sigmoid(x) = −softplus(−x)`; its derivative is `σ(−x)`.
 //!
@@ -56,12 +56,9 @@ pub(crate) enum UnaryOp<F> {
 
 /// The logistic function, with the branch that cannot overflow.
 pub(crate) fn sigmoid<F: Scalar>(x: F) -> F {
-    if x >= F::zero() {
-        F::one() / (F::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (F::one() + e)
-    }
+    let e = x.exp_neg_abs();
+    let r = F::one() / (F::one() + e);
+    if x >= F::zero() { r } else { e * r }
 }
 
 /// `Φ(x) = (1 + erf(x/√2)) / 2`.
