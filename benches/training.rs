@@ -2,14 +2,16 @@
 //!
 //! - `vae_step`: one step of the MNIST VAE of PyTorch's example (784-400-20-400-784, ReLU,
 //!   diagonal posterior, Bernoulli decoder, batch 128, Adam): record the ELBO, backward, Adam;
-//!   in f32 and f64. Beside it, the parts: the forward alone, forward + backward, the Adam
+//!   in f32 and f64, called from the main thread and (`vae_step_in_pool`) from one of rayon's
+//!   threads, as the `vae` example runs it. Beside it, the parts: the forward alone, forward + backward, the Adam
 //!   step alone, and the 14 matrix products of a step run alone with the engine's GEMM.
 //! - `adam_651k`: Adam over the VAE's 651k parameters, against the floor of one fused
 //!   read-modify-write pass over the same four arrays (parameter, gradient, both moments).
 //! - `param_record`: recording a 784×400 parameter on a bound tape against a 4×4 one (the
 //!   array is shared, not copied, so both cost the same).
 //! - `mlp_784_400_400_10`: an MLP's forward + backward at batch 128 in f32 against its
-//!   matrix products alone, with the same GEMM.
+//!   matrix products alone, with the same GEMM, both from the main thread and (`_in_pool`)
+//!   from one of rayon's threads.
 //!
 //! Run with `cargo bench -p stograd-benches --bench training`; results and the machine are in
 //! docs/benchmarks.md.
@@ -66,6 +68,16 @@ fn vae_step_of<F: Scalar>(c: &mut Criterion, name: &str) {
         b.iter(|| {
             let grads = elbo_grads(&model, &params, &x, &mut rng);
             opt.step(&mut params, &grads);
+        })
+    });
+    // as the vae example runs it: on one of the pool's threads
+    let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
+    c.bench_function(&format!("vae_step_in_pool/{name}"), |b| {
+        b.iter(|| {
+            pool.install(|| {
+                let grads = elbo_grads(&model, &params, &x, &mut rng);
+                opt.step(&mut params, &grads);
+            })
         })
     });
 }
@@ -203,6 +215,16 @@ fn mlp(c: &mut Criterion) {
             black_box(cross_entropy(logits, &labels).mean().backward().unwrap());
         })
     });
+    let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
+    c.bench_function("mlp_784_400_400_10/forward_backward_in_pool", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                let tape = Tape::with_params(&params);
+                let logits = model.forward(&tape, tape.constant(x.clone()));
+                black_box(cross_entropy(logits, &labels).mean().backward().unwrap());
+            })
+        })
+    });
     let layers = [(784, 400), (400, 400), (400, 10)];
     let mut mats: Vec<_> = layers
         .iter()
@@ -218,16 +240,28 @@ fn mlp(c: &mut Criterion) {
             )
         })
         .collect();
-    c.bench_function("mlp_784_400_400_10/gemms_alone", |b| {
-        b.iter(|| {
-            for (i, (x, w, g, y, dw, dx)) in mats.iter_mut().enumerate() {
-                stograd_gemm::gemm(1.0, x.view(), w.t(), 0.0, y.view_mut());
-                stograd_gemm::gemm(1.0, g.t(), x.view(), 0.0, dw.view_mut());
-                if i > 0 {
-                    stograd_gemm::gemm(1.0, g.view(), w.view(), 0.0, dx.view_mut());
-                }
+    type Layer = (
+        Array2<f32>,
+        Array2<f32>,
+        Array2<f32>,
+        Array2<f32>,
+        Array2<f32>,
+        Array2<f32>,
+    );
+    let gemms = |mats: &mut Vec<Layer>| {
+        for (i, (x, w, g, y, dw, dx)) in mats.iter_mut().enumerate() {
+            stograd_gemm::gemm(1.0, x.view(), w.t(), 0.0, y.view_mut());
+            stograd_gemm::gemm(1.0, g.t(), x.view(), 0.0, dw.view_mut());
+            if i > 0 {
+                stograd_gemm::gemm(1.0, g.view(), w.view(), 0.0, dx.view_mut());
             }
-        })
+        }
+    };
+    c.bench_function("mlp_784_400_400_10/gemms_alone", |b| {
+        b.iter(|| gemms(&mut mats))
+    });
+    c.bench_function("mlp_784_400_400_10/gemms_alone_in_pool", |b| {
+        b.iter(|| pool.install(|| gemms(&mut mats)))
     });
 }
 

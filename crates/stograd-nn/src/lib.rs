@@ -59,6 +59,22 @@
 //! | [`fs`] | atomic file writes |
 //! | [`image`] | PNG grids of images |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
+//!
+//! ## Threads
+//!
+//! Large matrix products and elementwise ops run on rayon's thread pool. Called from a thread
+//! outside the pool (such as `main`), each of them is handed to the pool and waited for, two
+//! thread wake-ups per kernel; run the training loop on one of the pool's threads instead,
+//! and the kernels are shared from there (on a 2-core virtual machine, an MNIST VAE epoch took
+//! 1.7–2.2 s so against 2.0–2.6 s from `main`, in alternating runs):
+//!
+//! ```
+//! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+//! pool.install(|| {
+//!     // the training loop
+//! });
+//! # Ok::<(), rayon::ThreadPoolBuildError>(())
+//! ```
 
 mod error;
 mod state;
