@@ -28,7 +28,9 @@ impl<F: Scalar> Var<'_, F> {
     /// infinity, in its forward or its backward pass; the score-function estimator's errors
     /// ([`Error::UnsupportedEstimator`] for a baseline the cost cannot serve,
     /// [`Error::SurrogateNotLinear`] for a surrogate used inside a non-linear op);
-    /// [`Error::NoGraph`] on an [inference tape](Tape::inference).
+    /// [`Error::NoGraph`] on an [inference tape](Tape::inference); [`Error::InvalidArgument`]
+    /// when the cost reaching an EMA baseline is NaN or infinite (the average is left as it
+    /// was).
     pub fn backward(self) -> Result<Gradients<F>> {
         sweep(self.tape, self.index as usize)
     }
@@ -109,7 +111,21 @@ fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize) -> Result<Gradients<F>> {
                 "{}",
                 node.op.name()
             );
-            accumulate(&mut below[p as usize], pg);
+            let slot = &mut below[p as usize];
+            let summed = slot.is_some();
+            accumulate(slot, pg);
+            // two finite contributions can overflow when added (a value used twice)
+            if check
+                && summed
+                && let Some(value) = slot.as_ref().and_then(first_nonfinite)
+            {
+                return Err(Error::Anomaly {
+                    op: node.op.name(),
+                    location: node.location,
+                    pass: Pass::Backward,
+                    value,
+                });
+            }
         }
     }
     let mut params = Vec::new();

@@ -17,6 +17,30 @@ pub struct Tolerance {
     pub step: f64,
 }
 
+impl Tolerance {
+    /// `Err` unless `atol` and `rtol` are finite and non-negative and `step` is finite and
+    /// positive: a NaN tolerance would pass every comparison, and a wrong gradient with it.
+    fn validate(self) -> Result<Self> {
+        let bad = |name, constraint, value: f64| {
+            Err(Error::InvalidArgument {
+                name,
+                constraint,
+                value,
+            })
+        };
+        if !(self.atol >= 0.0 && self.atol.is_finite()) {
+            return bad("atol", "finite and non-negative", self.atol);
+        }
+        if !(self.rtol >= 0.0 && self.rtol.is_finite()) {
+            return bad("rtol", "finite and non-negative", self.rtol);
+        }
+        if !(self.step > 0.0 && self.step.is_finite()) {
+            return bad("step", "finite and positive", self.step);
+        }
+        Ok(self)
+    }
+}
+
 impl Default for Tolerance {
     /// `atol = 1e-6`, `rtol = 1e-5`, `step = 1e-6`: central differences in `f64` are accurate
     /// to about `step² · |f'''| + ε·|f| / step ≈ 1e-10` relative on smooth functions of
@@ -62,11 +86,13 @@ pub struct GradcheckReport {
 ///
 /// # Errors
 /// [`Error::GradientMismatch`] describing the worst element when any element fails;
-/// [`Error::Anomaly`] if backward reports one.
+/// [`Error::Anomaly`] if backward reports one; [`Error::InvalidArgument`] for a tolerance
+/// that is NaN, infinite or negative (or a step that is not positive).
 pub fn gradcheck<Fun>(f: Fun, inputs: &[ArrayD<f64>], tol: Tolerance) -> Result<GradcheckReport>
 where
     Fun: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
 {
+    let tol = tol.validate()?;
     let loss = |inputs: &[ArrayD<f64>]| -> f64 {
         let tape = Tape::new();
         let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
@@ -126,7 +152,8 @@ where
 ///
 /// # Errors
 /// [`Error::GradientMismatch`] describing the worst element (its `input` is the parameter's
-/// index in the store); [`Error::Anomaly`] if backward reports one.
+/// index in the store); [`Error::Anomaly`] if backward reports one; [`Error::InvalidArgument`]
+/// for a tolerance that is NaN, infinite or negative (or a step that is not positive).
 pub fn gradcheck_params<Fun>(
     params: &Params<f64>,
     f: Fun,
@@ -135,6 +162,7 @@ pub fn gradcheck_params<Fun>(
 where
     Fun: for<'t> Fn(&'t Tape<'t, f64>) -> Var<'t, f64>,
 {
+    let tol = tol.validate()?;
     let loss = |p: &Params<f64>| -> f64 {
         let tape = Tape::inference(p);
         weighted_sum(f(&tape)).item()

@@ -269,14 +269,14 @@ impl<'p, F: Scalar> Tape<'p, F> {
     /// An empty tape bound to `params`: [`param`](Self::param) reads them. The tape borrows
     /// the store, so parameters can be updated (in place) only once it is dropped.
     pub fn with_params(params: &'p Params<F>) -> Self {
-        Self::build(0, Some(Self::bind(params)), true)
+        Self::build(Vec::new(), Some(Self::bind(params)), true)
     }
 
     /// An inference tape bound to `params`: it computes values as any tape does but records
     /// no graph (no edges, no gradients), for evaluation, sampling and bounds. Backward on it
     /// is an error.
     pub fn inference(params: &'p Params<F>) -> Self {
-        Self::build(0, Some(Self::bind(params)), false)
+        Self::build(Vec::new(), Some(Self::bind(params)), false)
     }
 
     fn bind(params: &Params<F>) -> Bound<F> {

@@ -167,14 +167,26 @@ impl<F: Scalar> Tape<'_, F> {
     }
 
     /// An empty tape with room for `nodes` nodes before it reallocates.
+    ///
+    /// # Panics
+    /// If room for `nodes` nodes cannot be allocated.
+    #[track_caller]
     pub fn with_capacity(nodes: usize) -> Self {
-        Self::build(nodes, None, true)
+        let mut room = Vec::new();
+        if room.try_reserve_exact(nodes).is_err() {
+            panic!(
+                "Tape::with_capacity: no memory for {nodes} nodes of {} bytes (at {})",
+                size_of::<Node<F>>(),
+                Location::caller()
+            );
+        }
+        Self::build(room, None, true)
     }
 
-    pub(crate) fn build(nodes: usize, bound: Option<Bound<F>>, records: bool) -> Self {
+    pub(crate) fn build(nodes: Vec<Node<F>>, bound: Option<Bound<F>>, records: bool) -> Self {
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
-            nodes: RefCell::new(Vec::with_capacity(nodes)),
+            nodes: RefCell::new(nodes),
             detect_anomaly: Cell::new(false),
             nonfinite: RefCell::new(Vec::new()),
             register: RefCell::new(Register::default()),

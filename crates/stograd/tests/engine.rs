@@ -8,6 +8,7 @@ mod backward;
 mod credit;
 mod credit_property;
 mod discrete;
+mod edge_values;
 mod errors;
 mod estimators;
 mod factor_grad;

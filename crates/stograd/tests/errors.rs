@@ -279,3 +279,34 @@ fn operands_from_different_tapes() {
     let (msg, line) = (panic_message(|| a.linear(w, None)), line!());
     assert_names(&msg, line, &["different tapes"]);
 }
+
+#[test]
+fn sampling_a_distribution_of_another_tape_panics_at_the_call() {
+    use rand::SeedableRng;
+    use stograd::Estimator;
+    use stograd::dist::{Categorical, Normal};
+    let (t1, t2) = (Tape::<f64>::new(), Tape::<f64>::new());
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(0);
+    let normal = Normal::new(
+        t1.variable(zeros(&[2])),
+        t1.constant(array![1.0, 1.0].into_dyn()),
+    )
+    .unwrap();
+    let (msg, line) = (panic_message(|| t2.sample(&normal, rng)), line!());
+    assert_names(&msg, line, &["Normal", "another tape"]);
+    let categorical = Categorical::from_logits(t1.variable(zeros(&[3, 4]))).unwrap();
+    let (msg, line) = (panic_message(|| t2.sample(&categorical, rng)), line!());
+    assert_names(&msg, line, &["Categorical", "another tape"]);
+    // a learned baseline recorded on another tape than the draw
+    let on_t2 = Categorical::from_logits(t2.variable(zeros(&[3, 4]))).unwrap();
+    let estimator = Estimator::ScoreFunction {
+        baseline: stograd::prelude::Baseline::Learned(t1.variable(zeros(&[3]))),
+    };
+    let draw = || t2.sample_with(&on_t2, estimator, rng);
+    let (msg, line) = (panic_message(draw), line!() - 1);
+    assert_names(&msg, line, &["learned baseline", "another tape"]);
+    // a surrogate of a cost from another tape
+    let cost = t1.constant(zeros(&[2]));
+    let (msg, line) = (panic_message(|| t2.surrogate(cost)), line!());
+    assert_names(&msg, line, &["surrogate", "another tape"]);
+}

@@ -44,7 +44,7 @@ fn within(estimate: (f64, f64), truth: f64, what: &str) {
 fn baselines<'t>(tape: &'t Tape<f64>, rows: usize, typical: f64) -> Vec<Baseline<'t, f64>> {
     let ema = EmaBaseline::new(0.9).unwrap();
     for c in [0.9 * typical, 1.1 * typical, typical] {
-        ema.observe(c);
+        ema.observe(c).unwrap();
     }
     vec![
         Baseline::None,

@@ -59,8 +59,9 @@ impl<F: Scalar> Baseline<'_, F> {
 /// use stograd::estimator::EmaBaseline;
 ///
 /// let ema = EmaBaseline::new(0.9f64)?;
-/// ema.observe(1.0); // the first observation initializes the average
-/// ema.observe(2.0);
+/// ema.observe(1.0)?; // the first observation initializes the average
+/// ema.observe(2.0)?;
+/// assert!(ema.observe(f64::NAN).is_err()); // and leaves the average as it was
 /// assert!((ema.value() - 1.1).abs() < 1e-15);
 /// # Ok::<(), stograd::Error>(())
 /// ```
@@ -119,7 +120,18 @@ impl<F: Scalar> EmaBaseline<F> {
     }
 
     /// Folds in one cost; the first observation replaces the initial 0.
-    pub fn observe(&self, cost: F) {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a NaN or infinite cost, which would poison every later
+    /// average; the state is left unchanged.
+    pub fn observe(&self, cost: F) -> Result<()> {
+        if !cost.is_finite() {
+            return Err(Error::InvalidArgument {
+                name: "cost (observed by an EMA baseline)",
+                constraint: "finite",
+                value: cost.as_f64(),
+            });
+        }
         let s = &self.state;
         let next = if s.observed.get() == 0 {
             cost
@@ -128,6 +140,7 @@ impl<F: Scalar> EmaBaseline<F> {
         };
         s.value.set(next);
         s.observed.set(s.observed.get() + 1);
+        Ok(())
     }
 }
 
@@ -183,7 +196,7 @@ impl<F: Scalar> NodeBaseline<F> {
                 observed,
             } => {
                 if !observed.replace(true) {
-                    state.observe(q.sum() / F::from_f64(q.len().max(1) as f64));
+                    state.observe(q.sum() / F::from_f64(q.len().max(1) as f64))?;
                 }
                 Ok(scalar(*value))
             }

@@ -163,6 +163,8 @@ impl<F: Scalar> Tape<'_, F> {
     /// # Ok::<(), stograd::Error>(())
     /// ```
     ///
+    /// # Panics
+    /// If a parameter of `dist` was recorded on another tape.
     #[track_caller]
     pub fn sample<'t, D>(&'t self, dist: &D, rng: &mut dyn Rng) -> Var<'t, F>
     where
@@ -185,7 +187,10 @@ impl<F: Scalar> Tape<'_, F> {
     /// of a batch whose leading axis is empty or odd, when straight-through or Gumbel-softmax
     /// is asked of a distribution that is not discrete, or when a baseline does not fit the
     /// draw (a learned baseline of the wrong shape, a leave-one-out group that does not divide
-    /// the batch).
+    /// the batch); [`Error::InvalidArgument`] for a constant baseline that is NaN or infinite.
+    ///
+    /// # Panics
+    /// If a parameter of `dist`, or a learned baseline, was recorded on another tape.
     #[track_caller]
     pub fn sample_with<'t, D>(
         &'t self,
@@ -197,6 +202,15 @@ impl<F: Scalar> Tape<'_, F> {
         D: Distribution<'t, F> + ?Sized,
     {
         let location = Location::caller();
+        for p in dist.params() {
+            self.check_owns(dist.name(), p);
+        }
+        if let Estimator::ScoreFunction {
+            baseline: Baseline::Learned(b),
+        } = &estimator
+        {
+            self.check_owns("a learned baseline", *b);
+        }
         let start = self.len() as u32;
         let path = |path: Var<'t, F>, noise: Option<u32>| {
             self.register_path(path, start, dist.name(), noise, location)

@@ -32,9 +32,6 @@ where
     D: Distribution<'t, F> + ?Sized,
 {
     let params = dist.params();
-    for p in &params {
-        tape.check_owns(dist.name(), *p);
-    }
     let value = dist.sample(rng);
     let log_prob = dist.log_prob(tape.constant(value.clone()));
     let rows = log_prob.shape().first().copied();
@@ -94,6 +91,13 @@ fn check_baseline<F: Scalar>(
         reason: format!("{} baseline: {reason}", baseline.name()),
     };
     match baseline {
+        Baseline::Constant(c) if !c.is_finite() => {
+            return Err(Error::InvalidArgument {
+                name: "constant baseline",
+                constraint: "finite",
+                value: c.as_f64(),
+            });
+        }
         Baseline::Learned(b) => {
             same_tape("learned baseline", param, *b);
             let shape = b.shape();

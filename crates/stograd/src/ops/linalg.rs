@@ -118,9 +118,9 @@ fn matrix<'a, F: Scalar>(a: ArrayViewD<'a, F>) -> ArrayView2<'a, F> {
 
 /// The array as a matrix of rows over its last axis: `[d₀, …, dₙ₋₁, k]` → `[d₀⋯dₙ₋₁, k]`.
 fn rows<F: Scalar>(a: &ArrayD<F>) -> ArrayView2<'_, F> {
-    let k = *a.shape().last().expect("at least 1-D");
+    let (&k, leading) = a.shape().split_last().expect("at least 1-D");
     a.view()
-        .into_shape_with_order((a.len() / k.max(1), k))
+        .into_shape_with_order((leading.iter().product(), k))
         .expect("standard layout")
 }
 

@@ -12,6 +12,7 @@ use std::panic::Location;
 
 use smallvec::smallvec;
 
+use super::reduce::pairwise_sum;
 use super::unary::sigmoid;
 use super::{Backward, InputGrads, Op, check_axis_at, lanes_with, zip2, zip3};
 use crate::tape::same_tape;
@@ -75,11 +76,26 @@ impl NnOp {
 }
 
 /// Replaces a lane by its log-softmax (`log = true`) or softmax.
+///
+/// A fully masked lane (every entry `−∞`, or empty) gives every outcome probability 0: softmax
+/// 0, log-softmax `−∞`, and a zero gradient, rather than `0/0`. A NaN anywhere in the lane
+/// makes the whole lane NaN.
 fn normalize_lane<F: Scalar>(lane: &mut [F], log: bool) {
-    let m = lane.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
+    let m = lane.iter().fold(
+        F::neg_infinity(),
+        |m, &v| {
+            if v > m || v.is_nan() { v } else { m }
+        },
+    );
+    if m == F::neg_infinity() {
+        if !log {
+            lane.fill(F::zero());
+        }
+        return;
+    }
     let m = if m.is_finite() { m } else { F::zero() };
     lane.iter_mut().for_each(|v| *v -= m);
-    let total: F = lane.iter().map(|v| v.exp()).sum();
+    let total = pairwise_sum(lane, |v| v.exp());
     if log {
         let log_total = total.ln();
         lane.iter_mut().for_each(|v| *v -= log_total);

@@ -5,10 +5,14 @@
 //! | `sum` | `g` repeated over the reduced elements |
 //! | `mean` | `g / n` repeated |
 //! | `max` | `g` to the first maximal element, 0 elsewhere |
-//! | `logsumexp` | `g · softmax(x)`, since `∂/∂xᵢ ln Σ eˣʲ = e^{xᵢ − y}` |
+//! | `logsumexp` | `g · softmax(x)`, since `∂/∂xᵢ ln Σ eˣʲ = e^{xᵢ − y}`; 0 for a lane of `−∞` (whose `logsumexp` is `−∞`) |
 //!
 //! `logsumexp` is computed as `m + ln Σ e^{x − m}` with `m = max x`, which neither overflows
 //! nor underflows to `ln 0` when every `x` is very negative.
+//!
+//! Sums are pairwise ([`pairwise_sum`]): the error of a sum of `n` values is at most
+//! `(36 + ⌈log₂ ⌈n / 256⌉⌉) ε Σ |xᵢ|` to first order (`ε` the unit roundoff), where a running
+//! sum's grows like `n ε Σ |xᵢ|`: in `f32` the mean of 2·10⁷ ones was 0.839 that way.
 
 use std::panic::Location;
 
@@ -61,8 +65,8 @@ impl ReduceOp {
 
     fn forward<F: Scalar>(self, a: &ArrayD<F>) -> ArrayD<F> {
         let lane_op = |lane: &[F]| match self {
-            ReduceOp::Sum(_) => lane.iter().copied().sum(),
-            ReduceOp::Mean(_) => lane.iter().copied().sum::<F>() / F::from_f64(lane.len() as f64),
+            ReduceOp::Sum(_) => pairwise_sum(lane, |v| v),
+            ReduceOp::Mean(_) => pairwise_sum(lane, |v| v) / F::from_f64(lane.len() as f64),
             ReduceOp::Max(_) => max_of(lane.iter().copied()),
             ReduceOp::LogSumExp(_) => logsumexp(lane),
         };
@@ -90,7 +94,12 @@ impl ReduceOp {
             ReduceOp::LogSumExp(_) => {
                 let m = max_of(lane.iter().copied());
                 let m = if m.is_finite() { m } else { F::zero() };
-                let total: F = lane.iter().map(|&v| (v - m).exp()).sum();
+                let total = pairwise_sum(lane, |v| (v - m).exp());
+                if total == F::zero() {
+                    // every entry −∞: the lane carries no weight, and no gradient
+                    out.fill(F::zero());
+                    return;
+                }
                 out.iter_mut()
                     .zip(lane)
                     .for_each(|(o, &v)| *o = g * (v - m).exp() / total);
@@ -179,7 +188,29 @@ fn logsumexp<F: Scalar>(lane: &[F]) -> F {
     if !m.is_finite() {
         return m;
     }
-    m + lane.iter().map(|&v| (v - m).exp()).sum::<F>().ln()
+    m + pairwise_sum(lane, |v| (v - m).exp()).ln()
+}
+
+/// `Σᵢ f(xᵢ)` by pairwise summation: the slice is halved until a half holds at most 256
+/// values, which are summed in 8 interleaved partial sums (a loop the compiler vectorizes).
+/// The error is at most `(36 + ⌈log₂ ⌈n / 256⌉⌉) ε Σ |f(xᵢ)|` to first order: 31 additions in
+/// each partial sum, 3 combining them, one for the tail, one per level of halving.
+pub(crate) fn pairwise_sum<F: Scalar>(values: &[F], f: impl Fn(F) -> F + Copy) -> F {
+    const BLOCK: usize = 256;
+    if values.len() > BLOCK {
+        let (left, right) = values.split_at(values.len() / 2);
+        return pairwise_sum(left, f) + pairwise_sum(right, f);
+    }
+    let mut partial = [F::zero(); 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(F::zero(), |t, &v| t + f(v));
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += f(v);
+        }
+    }
+    let [a, b, c, d, e, g, h, i] = partial;
+    ((a + b) + (c + d)) + ((e + g) + (h + i)) + tail
 }
 
 impl<'t, F: Scalar> Var<'t, F> {

@@ -195,11 +195,11 @@ impl<'t, F: Scalar> Var<'t, F> {
             let len = a.shape()[axis];
             let start = match range.start_bound() {
                 Bound::Included(&s) => s,
-                Bound::Excluded(&s) => s + 1,
+                Bound::Excluded(&s) => s.saturating_add(1),
                 Bound::Unbounded => 0,
             };
             let end = match range.end_bound() {
-                Bound::Included(&e) => e + 1,
+                Bound::Included(&e) => e.saturating_add(1),
                 Bound::Excluded(&e) => e,
                 Bound::Unbounded => len,
             };

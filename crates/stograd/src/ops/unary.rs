@@ -9,7 +9,8 @@
 //! - `log_sigmoid(x) = −softplus(−x)`; its derivative is `σ(−x)`.
 //!
 //! At kinks the derivative takes one side's value: `relu'(0) = 0`, `abs'(0) = 0`, and `clamp`
-//! passes the gradient where `lo ≤ x ≤ hi`.
+//! passes the gradient where `lo ≤ x ≤ hi`. NaN stays NaN through `relu` and `clamp` (a
+//! `max`/`min` would turn it into the bound and hide it).
 
 use std::panic::Location;
 
@@ -107,7 +108,7 @@ unary_table! {
     UnaryOp::DivScalar(c) => "div_scalar", |x| x / c, |x, y| c.recip();
     UnaryOp::ScalarSub(c) => "scalar_sub", |x| c - x, |x, y| -F::one();
     UnaryOp::ScalarDiv(c) => "scalar_div", |x| c / x, |x, y| -y / x;
-    UnaryOp::Powf(p) => "powf", |x| x.powf(p), |x, y| p * x.powf(p - F::one());
+    UnaryOp::Powf(p) => "powf", |x| x.powf(p), |x, y| if p == F::zero() { F::zero() } else { p * x.powf(p - F::one()) };
     UnaryOp::Exp => "exp", |x| x.exp(), |x, y| y;
     UnaryOp::Log => "log", |x| x.ln(), |x, y| x.recip();
     UnaryOp::Log1p => "log1p", |x| x.ln_1p(), |x, y| (F::one() + x).recip();
@@ -121,14 +122,14 @@ unary_table! {
     UnaryOp::Tanh => "tanh", |x| x.tanh(), |x, y| F::one() - y * y;
     UnaryOp::Sigmoid => "sigmoid", |x| sigmoid(x), |x, y| y * (F::one() - y);
     UnaryOp::LogSigmoid => "log_sigmoid", |x| -softplus(-x), |x, y| sigmoid(-x);
-    UnaryOp::Relu => "relu", |x| x.max(F::zero()), |x, y| step(x > F::zero());
+    UnaryOp::Relu => "relu", |x| if x <= F::zero() { F::zero() } else { x }, |x, y| step(x > F::zero());
     UnaryOp::LeakyRelu(s) => "leaky_relu", |x| if x > F::zero() { x } else { s * x }, |x, y| if x > F::zero() { F::one() } else { s };
     UnaryOp::Elu(a) => "elu", |x| if x > F::zero() { x } else { a * x.exp_m1() }, |x, y| if x > F::zero() { F::one() } else { y + a };
     UnaryOp::Gelu => "gelu", |x| x * normal_cdf(x), |x, y| normal_cdf(x) + x * normal_pdf(x);
     UnaryOp::Softplus => "softplus", |x| softplus(x), |x, y| sigmoid(x);
     UnaryOp::Lgamma => "lgamma", |x| x.lgamma(), |x, y| x.digamma();
     UnaryOp::Digamma => "digamma", |x| x.digamma(), |x, y| x.trigamma();
-    UnaryOp::Clamp(lo, hi) => "clamp", |x| x.max(lo).min(hi), |x, y| step(x >= lo && x <= hi);
+    UnaryOp::Clamp(lo, hi) => "clamp", |x| if x < lo { lo } else if x > hi { hi } else { x }, |x, y| step(x >= lo && x <= hi);
 }
 
 impl<F: Scalar> UnaryOp<F> {

@@ -1,0 +1,224 @@
+//! Extreme and special values through the ops: accurate f32 sums, NaN that stays NaN, fully
+//! masked rows, and derivatives at the edges of their domains. References are exact algebra
+//! or f64 sums, stated with each test.
+
+use ndarray::{ArrayD, IxDyn, array};
+use rand::SeedableRng;
+use stograd::check::{Tolerance, gradcheck};
+use stograd::dist::Bernoulli;
+use stograd::estimator::EmaBaseline;
+use stograd::prelude::Baseline;
+use stograd::{Error, Estimator, Tape};
+
+use crate::common::panic_message;
+
+fn filled(n: usize, v: f32) -> ArrayD<f32> {
+    ArrayD::from_elem(IxDyn(&[n]), v)
+}
+
+/// A running f32 sum of 2·10⁷ ones stalls at 2²⁴ (the mean came out 0.839); pairwise
+/// summation is exact here, since every partial sum is an integer below 2²⁴.
+#[test]
+fn f32_mean_of_many_ones_is_exact() {
+    let tape = Tape::<f32>::new();
+    let x = tape.constant(filled(20_000_000, 1.0));
+    assert_eq!(x.mean().item(), 1.0);
+    assert_eq!(x.sum().item(), 2.0e7);
+}
+
+/// The sum of 10⁶ copies of 0.1f32 against the exact sum of the same f32 values (in f64,
+/// exact: 10⁶ · fl(0.1) needs 44 bits). The pairwise bound is
+/// (36 + ⌈log₂ ⌈10⁶/256⌉⌉) ε Σ|x| = 48 · 2⁻²⁴ relative ≈ 2.9·10⁻⁶; a running sum was 1% off.
+#[test]
+fn f32_sum_of_a_million_tenths_is_within_the_pairwise_bound() {
+    let tape = Tape::<f32>::new();
+    let got = f64::from(tape.constant(filled(1_000_000, 0.1)).sum().item());
+    let exact = 1e6 * f64::from(0.1f32);
+    let bound = 48.0 * f64::from(f32::EPSILON) / 2.0;
+    assert!(
+        ((got - exact) / exact).abs() <= bound,
+        "{got} against {exact}"
+    );
+    // along an axis too: 1000 lanes of 1000 tenths
+    let lanes = tape.constant(ArrayD::from_elem(IxDyn(&[1000, 1000]), 0.1f32));
+    let per_lane = lanes.sum_axis(1).value();
+    let exact = 1000.0 * f64::from(0.1f32);
+    for v in per_lane.iter() {
+        assert!(((f64::from(*v) - exact) / exact).abs() <= bound, "{v}");
+    }
+}
+
+/// logsumexp of 10⁷ zeros is ln 10⁷; its sum of e⁰ terms is exact pairwise.
+#[test]
+fn f32_logsumexp_of_many_zeros_is_ln_n() {
+    let tape = Tape::<f32>::new();
+    let got = tape.constant(filled(10_000_000, 0.0)).logsumexp().item();
+    let want = (1e7f64).ln();
+    assert!(
+        (f64::from(got) - want).abs() <= 2.0 * f64::from(f32::EPSILON) * want,
+        "{got}"
+    );
+}
+
+#[test]
+fn nan_stays_nan_through_relu_and_clamp() {
+    let tape = Tape::<f64>::new();
+    let x = tape.variable(array![f64::NAN, -1.0, 2.0].into_dyn());
+    let r = x.relu().value();
+    assert!(r[0].is_nan());
+    assert_eq!((r[1], r[2]), (0.0, 2.0));
+    let c = x.clamp(0.0, 1.0).value();
+    assert!(c[0].is_nan());
+    assert_eq!((c[1], c[2]), (0.0, 1.0));
+}
+
+/// A row of −∞ logits is an outcome set of probability 0: softmax 0, log-softmax −∞,
+/// logsumexp −∞, and gradients that are finite (zero through the masked row).
+#[test]
+fn fully_masked_rows_give_zero_probabilities_and_finite_gradients() {
+    let ninf = f64::NEG_INFINITY;
+    let tape = Tape::<f64>::new();
+    let x = tape.variable(array![[ninf, ninf, ninf], [0.0, ninf, 1.0]].into_dyn());
+    let p = x.softmax(1);
+    assert!(
+        p.value()
+            .index_axis(ndarray::Axis(0), 0)
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    let e = 1f64.exp();
+    let want = [1.0 / (1.0 + e), 0.0, e / (1.0 + e)];
+    for (got, want) in p.value().index_axis(ndarray::Axis(0), 1).iter().zip(want) {
+        assert!((got - want).abs() < 1e-15);
+    }
+    let logp = x.log_softmax(1).value();
+    assert!(
+        logp.index_axis(ndarray::Axis(0), 0)
+            .iter()
+            .all(|&v| v == ninf)
+    );
+    let lse = x.logsumexp_axis(1);
+    assert_eq!(lse.value()[0], ninf);
+
+    let w = tape.constant(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    for (name, loss) in [
+        ("softmax", (p * w).sum()),
+        // the cost is −∞ (row 0's logsumexp), its gradient is not
+        ("logsumexp", lse.sum()),
+        ("log_softmax", (x.log_softmax(1) * w).slice(0, 1..2).sum()),
+    ] {
+        let grads = loss.backward().unwrap();
+        let g = grads.wrt(x).unwrap();
+        assert!(g.iter().all(|v| v.is_finite()), "{name}: {g}");
+    }
+}
+
+/// d/dx x⁰ = 0 everywhere, 0 included (it was 0 · 0⁻¹ = NaN).
+#[test]
+fn the_derivative_of_the_zeroth_power_is_zero_at_zero() {
+    let tape = Tape::<f64>::new();
+    let x = tape.variable(array![0.0, 2.0].into_dyn());
+    let grads = x.powf(0.0).sum().backward().unwrap();
+    assert_eq!(grads.wrt(x).unwrap(), array![0.0, 0.0].into_dyn());
+}
+
+/// A NaN tolerance passes every comparison, so it passed a wrong gradient; it is an error now.
+#[test]
+fn gradcheck_refuses_tolerances_that_are_not_finite_or_are_negative() {
+    // x² with its gradient cut: the tape's gradient is 1, the true one 2x + 1
+    fn wrong<'t>(_: &'t Tape<f64>, x: &[stograd::Var<'t, f64>]) -> stograd::Var<'t, f64> {
+        x[0].square().detach() + x[0]
+    }
+    let input = [array![1.5].into_dyn()];
+    for (atol, rtol, step) in [
+        (f64::NAN, 1e-5, 1e-6),
+        (1e-6, f64::INFINITY, 1e-6),
+        (-1.0, 1e-5, 1e-6),
+        (1e-6, 1e-5, 0.0),
+    ] {
+        let tol = Tolerance { atol, rtol, step };
+        match gradcheck(wrong, &input, tol) {
+            Err(Error::InvalidArgument { .. }) => {}
+            other => panic!("{tol:?}: {other:?}"),
+        }
+    }
+    // the same wrong gradient with a valid tolerance is caught
+    assert!(gradcheck(wrong, &input, Tolerance::default()).is_err());
+}
+
+#[test]
+fn a_constant_baseline_must_be_finite() {
+    let tape = Tape::<f64>::new();
+    let p = Bernoulli::from_logits(tape.variable(array![0.0, 0.0].into_dyn())).unwrap();
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(0);
+    let estimator = Estimator::ScoreFunction {
+        baseline: Baseline::Constant(f64::NAN),
+    };
+    match tape.sample_with(&p, estimator, rng) {
+        Err(Error::InvalidArgument { value, .. }) => assert!(value.is_nan()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One NaN cost used to poison an EMA baseline for the rest of the run.
+#[test]
+fn a_nan_cost_is_an_error_for_an_ema_baseline_and_leaves_it_unchanged() {
+    let ema = EmaBaseline::new(0.9).unwrap();
+    ema.observe(2.0).unwrap();
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(0);
+    let tape = Tape::<f64>::new();
+    let p = Bernoulli::from_logits(tape.variable(array![0.0, 0.0].into_dyn())).unwrap();
+    let estimator = Estimator::ScoreFunction {
+        baseline: Baseline::Ema(ema.clone()),
+    };
+    let b = tape.sample_with(&p, estimator, rng).unwrap();
+    let cost = (b * f64::NAN).sum();
+    assert!(matches!(
+        cost.backward(),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert_eq!((ema.value(), ema.observed()), (2.0, 1));
+}
+
+/// Each use of `x` contributes a finite 10³⁰⁸ to its gradient; their sum overflows, which
+/// anomaly mode now reports.
+#[test]
+fn anomaly_mode_sees_an_overflow_when_gradients_accumulate() {
+    let tape = Tape::<f64>::new();
+    tape.detect_anomaly(true);
+    let x = tape.variable(array![1e-10].into_dyn());
+    let y = (x * 1e308 + x * 1e308).sum();
+    assert!(y.item().is_finite());
+    match y.backward() {
+        Err(Error::Anomaly { value, .. }) => assert!(value.is_infinite()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn impossible_sizes_are_clear_panics_not_aborts() {
+    let msg = panic_message(|| Tape::<f32>::with_capacity(usize::MAX / 2));
+    assert!(
+        msg.contains("no memory for") && msg.contains("edge_values.rs"),
+        "{msg}"
+    );
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(array![1.0, 2.0].into_dyn());
+    let msg = panic_message(|| x.slice(0, ..=usize::MAX));
+    assert!(msg.contains("does not fit"), "{msg}");
+}
+
+/// An inner dimension of 0 makes an empty sum: a matrix of zeros, and zero gradients.
+#[test]
+fn an_empty_inner_dimension_gives_zeros() {
+    let tape = Tape::<f64>::new();
+    let a = tape.variable(ArrayD::zeros(IxDyn(&[2, 0])));
+    let b = tape.variable(ArrayD::zeros(IxDyn(&[0, 3])));
+    let c = a.matmul(b);
+    assert_eq!(c.value(), ArrayD::zeros(IxDyn(&[2, 3])));
+    let grads = (c * 2.0).sum().backward().unwrap();
+    assert_eq!(grads.wrt(a).unwrap().shape(), &[2, 0]);
+    assert_eq!(grads.wrt(b).unwrap().shape(), &[0, 3]);
+    let w = tape.variable(ArrayD::zeros(IxDyn(&[3, 0])));
+    assert_eq!(a.linear(w, None).value(), ArrayD::zeros(IxDyn(&[2, 3])));
+}
