@@ -73,7 +73,7 @@ pub enum Error {
 
     /// With [`Tape::detect_anomaly`](crate::Tape::detect_anomaly) on, an op produced NaN or
     /// infinity.
-    #[error("non-finite value {value} in the {pass} pass of `{op}` recorded at {location}")]
+    #[error("non-finite value {} in the {pass} pass of `{op}` recorded at {location}", Compact(*.value))]
     Anomaly {
         /// The op's name, e.g. `"log"`.
         op: &'static str,
@@ -109,7 +109,8 @@ pub enum Error {
     /// A matrix handed to [`Var::cholesky`](crate::Var::cholesky) (or a constructor that
     /// factors a covariance) is not positive definite.
     #[error(
-        "matrix {matrix} of the batch is not positive definite: pivot {pivot} in column {column}"
+        "matrix {matrix} of the batch is not positive definite: pivot {} in column {column}",
+        Compact(*.pivot)
     )]
     NotPositiveDefinite {
         /// The matrix's index in the batch (0 for a single matrix).
@@ -122,7 +123,7 @@ pub enum Error {
 
     /// A distribution parameter breaks its constraint (a non-positive scale, a probability
     /// outside `[0, 1]`, a non-finite location, …).
-    #[error("{distribution}: {param} must be {constraint}, got {value} at index {index:?}")]
+    #[error("{distribution}: {param} must be {constraint}, got {} at index {index:?}", Compact(*.value))]
     InvalidParameter {
         /// The distribution, e.g. `"Normal"`.
         distribution: &'static str,
@@ -228,7 +229,7 @@ pub enum Error {
     },
 
     /// A numeric argument is outside the range it must lie in.
-    #[error("{name} must be {constraint}, got {value}")]
+    #[error("{name} must be {constraint}, got {}", Compact(*.value))]
     InvalidArgument {
         /// The argument's name.
         name: &'static str,
@@ -237,4 +238,40 @@ pub enum Error {
         /// The value received.
         value: f64,
     },
+}
+
+/// A number as a message shows it: plain decimals between 10⁻⁴ and 10¹⁵ in magnitude,
+/// scientific notation outside (Rust's `Display` writes 10⁻³⁰⁰ as 300 zeros and a 1).
+pub(crate) struct Compact(pub(crate) f64);
+
+impl fmt::Display for Compact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v == 0.0 || !v.is_finite() || (1e-4..1e15).contains(&v.abs()) {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Compact;
+
+    #[test]
+    fn numbers_print_compactly() {
+        for (v, want) in [
+            (1e-300, "1e-300"),
+            (-2.5e-9, "-2.5e-9"),
+            (0.5, "0.5"),
+            (123.25, "123.25"),
+            (3e20, "3e20"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(Compact(v).to_string(), want);
+        }
+    }
 }

@@ -222,3 +222,17 @@ fn an_empty_inner_dimension_gives_zeros() {
     let w = tape.variable(ArrayD::zeros(IxDyn(&[3, 0])));
     assert_eq!(a.linear(w, None).value(), ArrayD::zeros(IxDyn(&[2, 3])));
 }
+
+/// A NaN in a matrix is named with its index, not reported as "not positive definite".
+#[test]
+fn cholesky_names_a_non_finite_entry() {
+    let tape = Tape::<f64>::new();
+    let a = tape.constant(array![[1.0, f64::NAN], [f64::NAN, 1.0]].into_dyn());
+    match a.cholesky() {
+        Err(e @ Error::InvalidParameter { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("NaN") && msg.contains("[0, 0, 1]"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -275,6 +275,16 @@ impl<'t, F: Scalar> Var<'t, F> {
                 .into_shape_with_order((n, d, d))
                 .expect("std");
             for (i, ai) in as_batch(a).outer_iter().enumerate() {
+                // NaN is not a failed factorization: say which entry it is
+                if let Some(((r, c), v)) = ai.indexed_iter().find(|(_, v)| v.is_nan()) {
+                    return Err(Error::InvalidParameter {
+                        distribution: "cholesky",
+                        param: "every matrix entry",
+                        constraint: "a number (not NaN)",
+                        value: v.as_f64(),
+                        index: vec![i, r, c],
+                    });
+                }
                 let l = cholesky_of(ai).map_err(|(column, pivot)| Error::NotPositiveDefinite {
                     matrix: i,
                     column,
