@@ -14,5 +14,6 @@ mod estimators;
 mod factor_grad;
 mod loc_scale;
 mod mvn;
+mod numerics;
 mod ops_grad;
 mod proptest_chains;

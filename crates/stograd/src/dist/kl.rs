@@ -4,12 +4,13 @@
 //! dispatch on the two [`Family`]s, and an error naming the pair when none is registered.
 //! The sampled estimate is never a silent fallback: ask for it with [`monte_carlo`].
 
-use ndarray::ArrayD;
+use ndarray::{ArrayD, Zip};
 use rand::Rng;
 
 use super::gaussian::{Cov, gaussian_kl};
 use super::{Distribution, Family};
-use crate::broadcast::broadcast_shape;
+use crate::broadcast::{broadcast_shape, sum_to};
+use crate::ops::{Backward, CustomOp, broadcast_view, standard};
 use crate::{Error, Result, Scalar, Var};
 
 /// The analytic `KL(p ‖ q)`, one value per batch element (batch shapes broadcast).
@@ -127,16 +128,28 @@ where
     }
 }
 
-/// `ln(σq/σp) + (σp² + (μp − μq)²) / (2σq²) − ½`
+/// `ln σq − ln σp + ½(σp/σq)² + ½((μp − μq)/σq)² − ½`
+///
+/// The log ratio is a difference of logarithms, finite for all positive finite scales, and the
+/// ratios are formed before squaring; so the result is finite wherever the true value is
+/// (`KL(N(0, 10⁻²³) ‖ N(0, 1)) ≈ 52.46` in `f32`, where `ln((σp/σq)²)` underflows to `−∞`), and
+/// `+∞` without a `∞ − ∞` where a squared ratio overflows. Where `μp − μq` overflows it is
+/// formed as `μp/σq − μq/σq`.
 fn normal_normal<'t, F: Scalar>(
     mp: Var<'t, F>,
     sp: Var<'t, F>,
     mq: Var<'t, F>,
     sq: Var<'t, F>,
 ) -> Var<'t, F> {
-    let ratio = (sp / sq).square();
-    let shift = ((mp - mq) / sq).square();
-    (ratio + shift - ratio.log() - F::one()) * F::from_f64(0.5)
+    let half = F::from_f64(0.5);
+    let diff = mp - mq;
+    let shift = if diff.with_value(|d| d.iter().all(|v| v.is_finite())) {
+        diff / sq
+    } else {
+        mp / sq - mq / sq
+    };
+    let log_ratio = sq.log() - sp.log();
+    log_ratio + ((sp / sq).square() + shift.square() - F::one()) * half
 }
 
 // Gaussian pairs: KL = ½[tr(Σq⁻¹Σp) + δᵀΣq⁻¹δ − d + ln det Σq − ln det Σp], δ = μq − μp,
@@ -194,24 +207,90 @@ fn low_rank_low_rank<'t, F: Scalar>(
     ))
 }
 
-/// `softplus(b) − softplus(a) + σ(a)(a − b)` for `p = σ(a)`, `q = σ(b)`.
+/// `σ(a)(softplus(−b) − softplus(−a)) + σ(−a)(softplus(b) − softplus(a))` for `p = σ(a)`,
+/// `q = σ(b)`.
 ///
-/// This is `p ln(p/q) + (1 − p) ln((1 − p)/(1 − q))` with `ln σ(x) = −softplus(−x)` and
-/// `softplus(−x) = softplus(x) − x`: finite for finite logits, and a clamped `p ∈ {0, 1}` (see
+/// This is `p ln(p/q) + (1 − p) ln((1 − p)/(1 − q))` with `ln σ(x) = −softplus(−x)`. Each
+/// difference of softplus values is finite for finite logits (both are in `[0, max]`), so a
+/// probability that rounds to 0 multiplies a finite number: no `0 · ∞` where `a − b`
+/// overflows (`a = −3·10³⁸`, `b = 3·10³⁸` in `f32`). A clamped `p ∈ {0, 1}` (see
 /// [`Bernoulli::from_probs`](super::Bernoulli::from_probs)) contributes `0 · ln 0 = 0` up to
 /// `O(ε ln ε)`.
 fn bernoulli_bernoulli<'t, F: Scalar>(a: Var<'t, F>, b: Var<'t, F>) -> Var<'t, F> {
-    b.softplus() - a.softplus() + a.sigmoid() * (a - b)
+    let (na, nb) = (-a, -b);
+    a.sigmoid() * (nb.softplus() - na.softplus()) + na.sigmoid() * (b.softplus() - a.softplus())
 }
 
 /// `Σₖ pₖ (aₖ − bₖ)` over the last axis, with `a`, `b` normalized logits and `p = eᵃ`.
 ///
-/// The logits are finite (a zero probability is stored as the log of the smallest positive
-/// float), so `pₖ = 0` contributes `0 · (aₖ − bₖ) = 0`. Where `q` has a zero that `p` has not,
-/// the true value is `+∞` and this returns a large finite value instead.
+/// A normalized logit is `−∞` where the logits' spread overflows (`[3·10³⁸, −3·10³⁸]` in
+/// `f32`); its probability is 0 and its term is 0 (the limit of `p ln(p/q)`), not
+/// `0 · (−∞ − bₖ)` = NaN: see [`KlTerm`]. Where `q` has a zero that `p` has not, the true value
+/// is `+∞`: so it is from logits (`bₖ = −∞`), while from probabilities (a zero is stored as the
+/// log of the smallest positive float) this returns a large finite value instead.
 fn categorical_categorical<'t, F: Scalar>(a: Var<'t, F>, b: Var<'t, F>) -> Var<'t, F> {
     let last = a.ndim().max(b.ndim()) - 1;
-    (a.exp() * (a - b)).sum_axis(last)
+    assert!(
+        broadcast_shape(&a.shape(), &b.shape()).is_some(),
+        "categorical KL: logits {:?} and {:?} do not broadcast",
+        a.shape(),
+        b.shape()
+    );
+    a.tape().apply(KlTerm, &[a, b]).sum_axis(last)
+}
+
+/// The elementwise term `eᵃ (a − b)` of a categorical KL, with `0` where `eᵃ = 0` (so a
+/// `−∞` on either side meets a zero probability without a NaN); inputs `[a, b]`, broadcast.
+/// `∂/∂a = eᵃ (a − b + 1)`, `∂/∂b = −eᵃ`, both 0 where `eᵃ = 0`.
+struct KlTerm;
+
+impl KlTerm {
+    fn shape<F: Scalar>(a: &ArrayD<F>, b: &ArrayD<F>) -> Vec<usize> {
+        broadcast_shape(a.shape(), b.shape()).expect("checked before recording")
+    }
+}
+
+impl<F: Scalar> CustomOp<F> for KlTerm {
+    fn name(&self) -> &'static str {
+        "categorical_kl"
+    }
+
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
+        let shape = KlTerm::shape(inputs[0], inputs[1]);
+        Zip::from(broadcast_view(inputs[0], &shape))
+            .and(broadcast_view(inputs[1], &shape))
+            .map_collect(|&a, &b| {
+                let p = a.exp();
+                if p == F::zero() {
+                    F::zero()
+                } else {
+                    p * (a - b)
+                }
+            })
+    }
+
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
+        let g = b.grad();
+        let (x, y) = (b.input(0), b.input(1));
+        let shape = g.shape();
+        let per = |i: usize| {
+            Zip::from(g)
+                .and(broadcast_view(x, shape))
+                .and(broadcast_view(y, shape))
+                .map_collect(|&g, &a, &bv| {
+                    let p = a.exp();
+                    match (p == F::zero(), i) {
+                        (true, _) => F::zero(),
+                        (false, 0) => g * p * (a - bv + F::one()),
+                        (false, _) => -g * p,
+                    }
+                })
+        };
+        vec![
+            b.needs(0).then(|| sum_to(&standard(per(0)), x.shape())),
+            b.needs(1).then(|| sum_to(&standard(per(1)), y.shape())),
+        ]
+    }
 }
 
 /// Categorical distributions must have the same number of categories (their event shapes do

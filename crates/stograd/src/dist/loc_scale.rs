@@ -276,8 +276,21 @@ impl Base for ExponentialNoise {
 pub struct LocScale<'t, F: Scalar, B: Base> {
     loc: Var<'t, F>,
     scale: Var<'t, F>,
+    given: Given<'t, F>,
     batch_shape: Vec<usize>,
     base: PhantomData<B>,
+}
+
+/// The parameters a constructor was given when they are not `loc` and `scale` themselves.
+///
+/// `log_prob` and the entropy are computed from these: the bounds `low ≤ x ≤ high` are tested
+/// as given, since `|x − loc|/scale ≤ 1` can round above 1 at a bound; and `ln rate` stays
+/// finite where `scale = 1/rate` overflows (a subnormal rate).
+#[derive(Clone, Copy, Debug)]
+enum Given<'t, F: Scalar> {
+    LocScale,
+    Bounds { low: Var<'t, F>, high: Var<'t, F> },
+    Rate(Var<'t, F>),
 }
 
 impl<F: Scalar, B: Base> Clone for LocScale<'_, F, B> {
@@ -285,6 +298,7 @@ impl<F: Scalar, B: Base> Clone for LocScale<'_, F, B> {
         LocScale {
             loc: self.loc,
             scale: self.scale,
+            given: self.given,
             batch_shape: self.batch_shape.clone(),
             base: PhantomData,
         }
@@ -426,6 +440,7 @@ impl<'t, F: Scalar, B: Base> LocScale<'t, F, B> {
         Ok(LocScale {
             loc,
             scale,
+            given: Given::LocScale,
             batch_shape,
             base: PhantomData,
         })
@@ -486,7 +501,11 @@ impl<'t, F: Scalar, B: Standard> LocScale<'t, F, B> {
 }
 
 impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
-    /// Uniform on `[low, high]`: `loc = (low + high)/2`, `scale = (high − low)/2`.
+    /// Uniform on the closed interval `[low, high]`: `loc = (low + high)/2`,
+    /// `scale = (high − low)/2`, and `log q(x) = −ln(high − low)` for `low ≤ x ≤ high`.
+    ///
+    /// Where `high − low` (or `low + high`) overflows, for bounds near the largest float, they
+    /// are computed as `high/2 − low/2` (`low/2 + high/2`), which is finite.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] if a bound is not finite or `high ≤ low` somewhere;
@@ -514,29 +533,56 @@ impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
                 index: index.slice().to_vec(),
             });
         }
-        let loc = (low + high) * F::from_f64(0.5);
-        let scale = (high - low) * F::from_f64(0.5);
+        // (a ± b)/2 rounds once; a/2 ± b/2 never overflows but may round twice (subnormal
+        // halves), so it is used only where the sum or difference overflows.
+        let overflows = |f: fn(F, F) -> F| {
+            lo.iter()
+                .zip(hi.iter())
+                .any(|(&l, &h)| !f(l, h).is_finite())
+        };
+        let half = F::from_f64(0.5);
+        let loc = if overflows(|l, h| l + h) {
+            low * half + high * half
+        } else {
+            (low + high) * half
+        };
+        let scale = if overflows(|l, h| h - l) {
+            high * half - low * half
+        } else {
+            (high - low) * half
+        };
         Ok(LocScale {
             loc,
             scale,
+            given: Given::Bounds { low, high },
             batch_shape: shape,
             base: PhantomData,
         })
     }
 
-    /// The lower bound `loc − scale`.
+    /// The lower bound, as given.
     pub fn low(&self) -> Var<'t, F> {
-        self.loc - self.scale
+        match self.given {
+            Given::Bounds { low, .. } => low,
+            _ => self.loc - self.scale,
+        }
     }
 
-    /// The upper bound `loc + scale`.
+    /// The upper bound, as given.
     pub fn high(&self) -> Var<'t, F> {
-        self.loc + self.scale
+        match self.given {
+            Given::Bounds { high, .. } => high,
+            _ => self.loc + self.scale,
+        }
     }
 }
 
 impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
     /// Exponential with rate `rate` (mean `1/rate`): `loc = 0`, `scale = 1/rate`.
+    ///
+    /// `log q(x) = ln rate − rate·x` (`x ≥ 0`) and `H = 1 − ln rate` are computed from the rate,
+    /// so they stay finite for a subnormal rate, where `1/rate` (and so the mean and the
+    /// variance, correctly) overflow to `+∞`.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] if `rate` is not positive and finite.
@@ -546,14 +592,18 @@ impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
         Ok(LocScale {
             loc,
             scale: rate.recip(),
+            given: Given::Rate(rate),
             batch_shape: rate.shape(),
             base: PhantomData,
         })
     }
 
-    /// The rate `1/scale`.
+    /// The rate, as given.
     pub fn rate(&self) -> Var<'t, F> {
-        self.scale.recip()
+        match self.given {
+            Given::Rate(rate) => rate,
+            _ => self.scale.recip(),
+        }
     }
 }
 
@@ -594,11 +644,33 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
-        log_prob::<F, B>(x, self.loc, self.scale, Location::caller())
+        let location = Location::caller();
+        match self.given {
+            Given::Bounds { low, high } => {
+                record::<F, B, _>(UniformLogProb, x, low, high, "low", "high", location)
+            }
+            Given::Rate(rate) => {
+                let zero = self.loc;
+                record::<F, B, _>(ExponentialLogProb, x, rate, zero, "rate", "loc", location)
+            }
+            Given::LocScale => record::<F, B, _>(
+                LogProbOp::<B>(PhantomData),
+                x,
+                self.loc,
+                self.scale,
+                "loc",
+                "scale",
+                location,
+            ),
+        }
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
-        Ok(self.to_batch(self.scale.log() + F::from_f64(B::ENTROPY)))
+        Ok(self.to_batch(match self.given {
+            // H = 1 − ln rate, finite where ln(1/rate) is not
+            Given::Rate(rate) => -rate.log() + F::from_f64(B::ENTROPY),
+            _ => self.scale.log() + F::from_f64(B::ENTROPY),
+        }))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
@@ -650,26 +722,30 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 /// distribution with base `B`; inputs `[x, loc, scale]`, broadcast together.
 struct LogProbOp<B>(PhantomData<B>);
 
-/// Records `LogProbOp`, after checking that the shapes broadcast.
-fn log_prob<'t, F: Scalar, B: Base>(
+/// Records a log-density op on `[x, a, b]` (the parameters named `an` and `bn`), after checking
+/// that the shapes broadcast.
+fn record<'t, F: Scalar, B: Base, Op: CustomOp<F>>(
+    op: Op,
     x: Var<'t, F>,
-    loc: Var<'t, F>,
-    scale: Var<'t, F>,
+    a: Var<'t, F>,
+    b: Var<'t, F>,
+    an: &str,
+    bn: &str,
     location: &'static Location<'static>,
 ) -> Var<'t, F> {
-    let tape = loc.tape();
+    let tape = a.tape();
     tape.check_owns(B::NAME, x);
-    let (xs, ls, ss) = (x.shape(), loc.shape(), scale.shape());
+    let (xs, ls, ss) = (x.shape(), a.shape(), b.shape());
     if broadcast_shape(&xs, &ls)
         .and_then(|s| broadcast_shape(&s, &ss))
         .is_none()
     {
         panic!(
-            "{}::log_prob: value {xs:?} does not broadcast against loc {ls:?} and scale {ss:?} (at {location})",
+            "{}::log_prob: value {xs:?} does not broadcast against {an} {ls:?} and {bn} {ss:?} (at {location})",
             B::NAME
         );
     }
-    let y = tape.apply(LogProbOp::<B>(PhantomData), &[x, loc, scale]);
+    let y = tape.apply(op, &[x, a, b]);
     tape.nodes.borrow_mut()[y.index as usize].location = location;
     y
 }
@@ -733,4 +809,133 @@ fn log_prob_backward<F: Scalar, B: Base>(b: &Backward<'_, F>) -> InputGrads<F> {
         b.needs[1].then(|| sum_to(&dx.mapv(|v| -v), l.shape())),
         ds,
     ]
+}
+
+/// Evaluates `f` over `[x, a, b]` broadcast together.
+fn forward3<F: Scalar>(inputs: &[&ArrayD<F>], f: impl Fn(F, F, F) -> F + Sync + Send) -> ArrayD<F> {
+    let (xv, av, bv) = (inputs[0], inputs[1], inputs[2]);
+    let shape = broadcast_shape(xv.shape(), av.shape())
+        .and_then(|s| broadcast_shape(&s, bv.shape()))
+        .expect("checked by record");
+    let view = |a: &ArrayD<F>| a.broadcast(shape.as_slice()).expect("checked").to_owned();
+    crate::ops::zip3(&view(xv), &view(av), &view(bv), f)
+}
+
+/// `(∂/∂a, ∂/∂b)` of a log density over `[x, a, b]`, from `d(x, a, b) = (∂f/∂a, ∂f/∂b)`,
+/// each summed to its input's shape (`∂/∂x` is 0 for both ops that use this).
+fn backward_ab<F: Scalar>(
+    b: &Backward<'_, F>,
+    d: impl Fn(F, F, F) -> (F, F),
+) -> Vec<Option<ArrayD<F>>> {
+    let g = b.grad;
+    let view = |a| broadcast_view(a, g.shape());
+    let part = |i: usize| {
+        b.needs[i].then(|| {
+            let per = Zip::from(g)
+                .and(view(b.inputs[0]))
+                .and(view(b.inputs[1]))
+                .and(view(b.inputs[2]))
+                .map_collect(|&g, &x, &p, &q| {
+                    let (da, db) = d(x, p, q);
+                    g * if i == 1 { da } else { db }
+                });
+            sum_to(&standard(per), b.inputs[i].shape())
+        })
+    };
+    vec![
+        b.needs[0].then(|| ArrayD::zeros(b.inputs[0].raw_dim())),
+        part(1),
+        part(2),
+    ]
+}
+
+/// `1/(high − low)`, finite where `high − low` overflows: then `½/(high/2 − low/2)`.
+fn inv_width<F: Scalar>(low: F, high: F) -> F {
+    let w = high - low;
+    if w.is_finite() {
+        w.recip()
+    } else {
+        F::from_f64(0.5) / (high * F::from_f64(0.5) - low * F::from_f64(0.5))
+    }
+}
+
+/// `log q(x) = −ln(high − low)` on the closed interval `low ≤ x ≤ high`, `−∞` outside;
+/// inputs `[x, low, high]`. `∂/∂low = 1/(high − low) = −∂/∂high` inside, 0 outside.
+///
+/// The bounds are compared with `x` as given, so `log q(low) = log q(high)` exactly, and
+/// `ln(high − low) = ln 2 + ln(high/2 − low/2)` where the width overflows.
+struct UniformLogProb;
+
+impl<F: Scalar> CustomOp<F> for UniformLogProb {
+    fn name(&self) -> &'static str {
+        "Uniform"
+    }
+
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
+        forward3(inputs, |x, low, high| {
+            if low <= x && x <= high {
+                inv_width(low, high).ln()
+            } else {
+                F::neg_infinity()
+            }
+        })
+    }
+
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
+        backward_ab(b, |x, low, high| {
+            if low <= x && x <= high {
+                let r = inv_width(low, high);
+                (r, -r)
+            } else {
+                (F::zero(), F::zero())
+            }
+        })
+    }
+
+    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        crate::ops::rows_aligned(inputs[input], output)
+    }
+}
+
+/// `log q(x) = ln rate − rate·x` for `x ≥ 0`, `−∞` below; inputs `[x, rate, loc = 0]`.
+/// `∂/∂x = −rate`, `∂/∂rate = 1/rate − x` on the support, 0 below it.
+struct ExponentialLogProb;
+
+impl<F: Scalar> CustomOp<F> for ExponentialLogProb {
+    fn name(&self) -> &'static str {
+        "Exponential"
+    }
+
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
+        forward3(inputs, |x, rate, _| {
+            if x >= F::zero() {
+                rate.ln() - rate * x
+            } else {
+                F::neg_infinity()
+            }
+        })
+    }
+
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
+        let mut grads = backward_ab(b, |x, rate, _| {
+            if x >= F::zero() {
+                (rate.recip() - x, F::zero())
+            } else {
+                (F::zero(), F::zero())
+            }
+        });
+        grads[0] = b.needs[0].then(|| {
+            let g = b.grad;
+            let per = Zip::from(g)
+                .and(broadcast_view(b.inputs[0], g.shape()))
+                .and(broadcast_view(b.inputs[1], g.shape()))
+                .map_collect(|&g, &x, &rate| if x >= F::zero() { -g * rate } else { F::zero() });
+            sum_to(&standard(per), b.inputs[0].shape())
+        });
+        grads
+    }
+
+    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        crate::ops::rows_aligned(inputs[input], output)
+    }
 }

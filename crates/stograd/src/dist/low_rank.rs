@@ -6,7 +6,8 @@
 //! - draw: `z = μ + D^½ ε₁ + U ε₂`, so gradients reach `μ`, `U` and `D` (O(d r) per row);
 //! - capacitance `C = I_r + Uᵀ D⁻¹ U = K Kᵀ`, factored once at construction (O(d r² + r³));
 //! - determinant lemma: `ln det Σ = ln det C + Σᵢ ln Dᵢ = 2 Σᵢ ln Kᵢᵢ + Σᵢ ln Dᵢ`;
-//! - Woodbury: `xᵀΣ⁻¹x = Σᵢ xᵢ²/Dᵢ − ‖K⁻¹ Uᵀ D⁻¹ x‖²` (O(d r + r²) per row);
+//! - Woodbury, as a sum of non-negative terms (no cancellation when `D ≪ U Uᵀ`):
+//!   `xᵀΣ⁻¹x = Σᵢ (x − U z)ᵢ²/Dᵢ + ‖z‖²` with `z = C⁻¹ Uᵀ D⁻¹ x` (O(d r + r²) per row);
 //! - `log q(x) = −½ xᵀΣ⁻¹x − ½ ln det Σ − (d/2) ln 2π` with `x` the deviation from `μ`;
 //!   `H = (d/2)(1 + ln 2π) + ½ ln det Σ`; `Var[zᵢ] = Dᵢ + Σⱼ Uᵢⱼ²`.
 //!

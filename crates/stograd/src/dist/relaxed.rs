@@ -27,9 +27,13 @@ use std::panic::Location;
 use ndarray::ArrayD;
 use rand::Rng;
 
+use ndarray::Zip;
+
 use super::discrete::{one_hot_shape, value_shape};
+use super::gaussian::broadcast_to;
 use super::loc_scale::{Base, LogisticNoise, open01};
 use super::{Bernoulli, Distribution, OneHotCategorical, check_noise, draw_shape};
+use crate::ops::{Backward, CustomOp};
 use crate::{Error, Result, Scalar, Var};
 
 /// Checks that a temperature is positive and finite.
@@ -154,16 +158,17 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, y: Var<'t, F>) -> Var<'t, F> {
-        value_shape(
+        let shape = value_shape(
             self.name(),
             &y.shape(),
             self.batch_shape(),
             Location::caller(),
         );
-        let tau = self.temperature;
-        let (log_y, log_1my) = (y.log(), (-y).log1p());
-        let d = self.logits() - (log_y - log_1my) * tau;
-        (d - d.softplus() * F::from_f64(2.0)) - log_y - log_1my + tau.ln()
+        let l = broadcast_to(self.logits(), &shape);
+        y.tape().apply(
+            BinaryConcreteLogProb(self.temperature),
+            &[l, broadcast_to(y, &shape)],
+        )
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
@@ -195,7 +200,18 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
         check_noise(noise, self.batch_shape().to_vec())?;
         let y = ((self.logits() + noise) / self.temperature).sigmoid();
-        Ok(y.clamp(F::min_positive_value(), F::one() - F::epsilon()))
+        let y = y.clamp(F::min_positive_value(), F::one() - F::epsilon());
+        // p = 0 (or 1) is stored as the finite logit of a clamped ε, which a logistic draw
+        // exceeds once in 1/ε; the relaxation of an impossible outcome is the boundary itself
+        Ok(pin_impossible(y, self.probs(), |p| {
+            if p == F::zero() {
+                Some(F::min_positive_value())
+            } else if p == F::one() {
+                Some(F::one() - F::epsilon())
+            } else {
+                None
+            }
+        }))
     }
 
     fn has_rsample(&self) -> bool {
@@ -355,10 +371,118 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
         let last = shape.len() - 1;
         check_noise(noise, shape)?;
         let y = ((self.logits() + noise) / self.temperature).softmax(last);
-        Ok(y.clamp(F::min_positive_value(), F::one()))
+        let y = y.clamp(F::min_positive_value(), F::one());
+        // a category of probability 0 (stored as the log of the smallest positive float) is
+        // never the argmax, and its relaxed coordinate is the clamp's floor
+        let probs = broadcast_to(self.probs(), &y.shape());
+        Ok(pin_impossible(y, probs, |p| {
+            (p == F::zero()).then(F::min_positive_value)
+        }))
     }
 
     fn has_rsample(&self) -> bool {
         true
+    }
+}
+
+/// `y` with the elements where `pin(p)` is `Some(v)` replaced by the constant `v` (and so no
+/// gradient there, as the limit has): `y ⊙ m + c`. No node is recorded when nothing is pinned.
+fn pin_impossible<'t, F: Scalar>(
+    y: Var<'t, F>,
+    probs: Var<'t, F>,
+    pin: impl Fn(F) -> Option<F>,
+) -> Var<'t, F> {
+    let (mask, fixed, any) = probs.with_value(|p| {
+        let mask = p.mapv(|p| {
+            if pin(p).is_some() {
+                F::zero()
+            } else {
+                F::one()
+            }
+        });
+        let fixed = p.mapv(|p| pin(p).unwrap_or(F::zero()));
+        let any = mask.iter().any(|&m| m == F::zero());
+        (mask, fixed, any)
+    });
+    if !any {
+        return y;
+    }
+    let tape = y.tape();
+    y * tape.constant(mask) + tape.constant(fixed)
+}
+
+/// The binary Concrete log density at temperature `τ`; inputs `[l, y]` of one shape.
+///
+/// With `t = ln y − ln(1 − y)` and `d = l − τt`,
+/// `log q(y) = ln τ + ℓ(d) − ln y − ln(1 − y)`, `ℓ(d) = −|d| − 2 ln(1 + e^{−|d|})` (the logistic
+/// log density, without `d − 2 softplus(d)`'s `∞ − ∞`). `∂/∂l = ℓ'(d) = −tanh(d/2)`,
+/// `∂/∂y = −τ ℓ'(d)/(y(1 − y)) − 1/y + 1/(1 − y)`.
+///
+/// At the boundary the density's limit: as `y → 0`, `log q ≈ −l + (τ − 1) ln y`, so `+∞` for
+/// `τ < 1`, `−∞` for `τ > 1`, and `−l` at `τ = 1`, where `q(y) = eˡ/(y + (1 − y)eˡ)²`; as
+/// `y → 1`, the mirror image (`l` for `−l`). Outside `[0, 1]`, `−∞`.
+struct BinaryConcreteLogProb<F>(F);
+
+impl<F: Scalar> BinaryConcreteLogProb<F> {
+    /// `(log q, ∂/∂l, ∂/∂y)` at one point.
+    fn eval(&self, l: F, y: F) -> (F, F, F) {
+        let (tau, one, two) = (self.0, F::one(), F::from_f64(2.0));
+        if y > F::zero() && y < one {
+            let (ly, l1y) = (y.ln(), (-y).ln_1p());
+            let d = l - (ly - l1y) * tau;
+            let a = d.abs();
+            let ell = -a - two * (-a).exp().ln_1p();
+            let dell = -(d * F::from_f64(0.5)).tanh();
+            let dy = -tau * dell / (y * (one - y)) - y.recip() + (one - y).recip();
+            (tau.ln() + ell - ly - l1y, dell, dy)
+        } else if y == F::zero() || y == one {
+            // mirror y → 1 − y, l → −l onto y = 0
+            let (l, sign) = if y == F::zero() { (l, one) } else { (-l, -one) };
+            let inf = F::infinity();
+            let (v, dy) = if tau == one {
+                // q = eˡ/(y + (1 − y)eˡ)² at y = 0: e^{−l}; ∂/∂y ln q = −2(e^{−l} − 1)
+                (-l, -two * ((-l).exp() - one))
+            } else if tau < one {
+                (inf, -inf)
+            } else {
+                (-inf, inf)
+            };
+            (v, -sign, sign * dy)
+        } else if y.is_nan() {
+            (y, y, y)
+        } else {
+            (F::neg_infinity(), F::zero(), F::zero())
+        }
+    }
+}
+
+impl<F: Scalar> CustomOp<F> for BinaryConcreteLogProb<F> {
+    fn name(&self) -> &'static str {
+        "RelaxedBernoulli"
+    }
+
+    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
+        Zip::from(inputs[0])
+            .and(inputs[1])
+            .map_collect(|&l, &y| self.eval(l, y).0)
+    }
+
+    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
+        let part = |i: usize| {
+            b.needs(i).then(|| {
+                Zip::from(b.grad())
+                    .and(b.input(0))
+                    .and(b.input(1))
+                    .map_collect(|&g, &l, &y| {
+                        let (_, dl, dy) = self.eval(l, y);
+                        g * if i == 0 { dl } else { dy }
+                    })
+            })
+        };
+        vec![part(0), part(1)]
+    }
+
+    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
+        crate::ops::rows_aligned(inputs[input], output)
     }
 }

@@ -10,7 +10,7 @@
 //! `logsumexp` is computed as `m + ln Σ e^{x − m}` with `m = max x`, which neither overflows
 //! nor underflows to `ln 0` when every `x` is very negative.
 //!
-//! Sums are pairwise ([`pairwise_sum`]): the error of a sum of `n` values is at most
+//! Sums are pairwise (`pairwise_sum`): the error of a sum of `n` values is at most
 //! `(36 + ⌈log₂ ⌈n / 256⌉⌉) ε Σ |xᵢ|` to first order (`ε` the unit roundoff), where a running
 //! sum's grows like `n ε Σ |xᵢ|`: in `f32` the mean of 2·10⁷ ones was 0.839 that way.
 

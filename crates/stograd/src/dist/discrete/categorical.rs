@@ -101,8 +101,11 @@ impl<'t, F: Scalar> CategoricalParams<'t, F> {
 
     fn entropy(&self) -> Var<'t, F> {
         let last = self.shape.len() - 1;
-        // −Σ p l with finite l: a zero probability contributes 0 · l = 0
-        -(self.params.probs() * self.params.logits()).sum_axis(last)
+        // −Σ p l, with 0 · ln 0 = 0: a normalized logit is −∞ where the logits' spread
+        // overflows ([3e38, −3e38] in f32), and its probability is 0; clamped to the most
+        // negative float it contributes 0 · l = 0, not NaN (and no gradient, as the limit has)
+        let logits = self.params.logits().clamp(-F::max_value(), F::max_value());
+        -(self.params.probs() * logits).sum_axis(last)
     }
 
     fn family(&self) -> Family<'t, F> {

@@ -1,0 +1,468 @@
+//! Regression tests for numerical defects in the distributions ("no silent wrong value"):
+//! each case once returned `±∞` or NaN where the true value is finite (or NaN where it is
+//! `+∞`), or lost most of its digits to cancellation.
+//!
+//! References: `fixtures/numerics.txt`, written by `fixtures/gen_numerics.py` (mpmath at 60
+//! digits from the exact binary inputs), or exact algebra where that is simpler. Every changed
+//! density and KL is also gradient-checked in `f64`.
+
+use ndarray::{ArrayD, IxDyn, array};
+use stograd::dist::kl::kl_divergence;
+use stograd::dist::{
+    Bernoulli, Categorical, Distribution, Exponential, LowRankMultivariateNormal, Normal,
+    OneHotCategorical, RelaxedBernoulli, RelaxedOneHotCategorical, Uniform,
+};
+use stograd::{Scalar, Tape};
+
+use crate::common::{c, check, rng, uniform};
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+
+/// One fixture line: `<case> <dtype> <value> <inputs...>`.
+struct Row {
+    case: String,
+    value: f64,
+    inputs: Vec<f64>,
+}
+
+/// The fixture's rows for `case` in the precision of `F`.
+fn rows<F: Scalar>(case: &str) -> Vec<Row> {
+    let dtype = if F::epsilon().as_f64() > 1e-10 {
+        "f32"
+    } else {
+        "f64"
+    };
+    let num = |s: &str| -> f64 {
+        s.parse()
+            .unwrap_or_else(|e| panic!("fixture: bad number {s:?}: {e}"))
+    };
+    let rows: Vec<Row> = include_str!("fixtures/numerics.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f[0] == case && f[1] == dtype)
+        .map(|f| Row {
+            case: f[0].to_owned(),
+            value: num(f[2]),
+            inputs: f[3..].iter().map(|s| num(s)).collect(),
+        })
+        .collect();
+    assert!(!rows.is_empty(), "fixture lacks {case} {dtype}");
+    rows
+}
+
+fn eps<F: Scalar>() -> f64 {
+    F::epsilon().as_f64()
+}
+
+/// `got` within `ulps` units of `want`'s precision (relative, or absolute below 1: a logarithm
+/// near 0 has an absolute error of about `ε`), or both the same infinity.
+#[track_caller]
+fn assert_rel(what: &str, got: f64, want: f64, ulps: f64, eps: f64) {
+    if want.is_infinite() {
+        assert_eq!(got, want, "{what}");
+    } else {
+        assert!(
+            (got - want).abs() <= ulps * eps * want.abs().max(1.0),
+            "{what}: got {got}, want {want} ({} ulps)",
+            (got - want).abs() / (eps * want.abs())
+        );
+    }
+}
+
+fn scalar<'t, F: Scalar>(tape: &'t Tape<'t, F>, v: f64) -> stograd::Var<'t, F> {
+    tape.constant(array![c::<F>(v)].into_dyn())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Uniform: the closed support [low, high], and widths near the float maximum
+
+fn uniform_bounds_are_in_the_support<F: Scalar>() {
+    for row in rows::<F>("uniform") {
+        let tape = Tape::<F>::new();
+        let (lo, hi) = (row.inputs[0], row.inputs[1]);
+        let q = Uniform::new(scalar(&tape, lo), scalar(&tape, hi)).unwrap();
+        for x in [lo, hi, 0.5 * lo + 0.5 * hi] {
+            let lp = q.log_prob(scalar(&tape, x)).value()[0].as_f64();
+            // −ln w rounds once (½ ulp) after w = high − low, itself within 1 ulp: 4 ulps
+            assert_rel(
+                &format!("{} [{lo}, {hi}] at {x}", row.case),
+                lp,
+                row.value,
+                4.0,
+                eps::<F>(),
+            );
+        }
+        // H = ln(high − low), finite where high − low overflows
+        let h = q.entropy().unwrap().item().as_f64();
+        assert_rel("uniform entropy", h, -row.value, 4.0, eps::<F>());
+        assert!(q.mean().unwrap().item().is_finite());
+        // just outside the support
+        let below = F::from_f64(lo).next_down_toward_neg();
+        assert_eq!(
+            q.log_prob(tape.constant(array![below].into_dyn())).value()[0],
+            F::neg_infinity()
+        );
+    }
+}
+
+trait NextDown {
+    fn next_down_toward_neg(self) -> Self;
+}
+impl<F: Scalar> NextDown for F {
+    fn next_down_toward_neg(self) -> Self {
+        // one ulp below (x ≠ 0)
+        self - self.abs() * F::epsilon() - F::min_positive_value()
+    }
+}
+
+/// Over random intervals, both bounds are in the support: 15–20% of them were `−∞` when the
+/// support test was `|x − loc|/scale ≤ 1`.
+fn uniform_random_bounds<F: Scalar>() {
+    let lows = uniform(&[2000], -10.0, 10.0, 11);
+    let widths = uniform(&[2000], 1e-3, 10.0, 12);
+    let tape = Tape::<F>::new();
+    let lo: ArrayD<F> = lows.mapv(F::from_f64);
+    let hi: ArrayD<F> = ndarray::Zip::from(&lo)
+        .and(&widths)
+        .map_collect(|&l, &w| l + F::from_f64(w));
+    let q = Uniform::new(tape.constant(lo.clone()), tape.constant(hi.clone())).unwrap();
+    for x in [&lo, &hi] {
+        let lp = q.log_prob(tape.constant(x.clone())).value();
+        for ((&l, &h), &v) in lo.iter().zip(hi.iter()).zip(lp.iter()) {
+            // h − l of two F values is exact in f64 here (exponents within 29 bits)
+            let want = -(h.as_f64() - l.as_f64()).ln();
+            assert_rel(
+                &format!("Uniform({l}, {h})"),
+                v.as_f64(),
+                want,
+                4.0,
+                eps::<F>(),
+            );
+        }
+    }
+}
+
+fn uniform_gradcheck() {
+    let inputs = [array![0.1, -2.0].into_dyn(), array![0.3, 1.5].into_dyn()];
+    check("Uniform log_prob", &inputs, |tape, v| {
+        let q = Uniform::new(v[0], v[1]).unwrap();
+        q.log_prob(tape.constant(array![0.2, 0.0].into_dyn())).sum() + q.entropy().unwrap().sum()
+    });
+    // far from the float maximum the finite differences mean nothing; the rule is the same
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Low-rank MVN: no cancellation when cov_diag ≪ ‖U‖²
+
+fn low_rank_log_prob_does_not_cancel<F: Scalar>() {
+    for row in rows::<F>("lowrank") {
+        let v = &row.inputs;
+        let (d, r) = (v[0] as usize, v[1] as usize);
+        let diag = &v[2..2 + d];
+        let u = &v[2 + d..2 + d + d * r];
+        let x = &v[2 + d + d * r..];
+        let tape = Tape::<F>::new();
+        let arr = |shape: &[usize], s: &[f64]| {
+            tape.constant(
+                ArrayD::from_shape_vec(IxDyn(shape), s.iter().map(|&a| c::<F>(a)).collect())
+                    .unwrap(),
+            )
+        };
+        let q = LowRankMultivariateNormal::new(
+            arr(&[d], &vec![0.0; d]),
+            arr(&[d, r], u),
+            arr(&[d], diag),
+        )
+        .unwrap();
+        let lp = q.log_prob(arr(&[d], x)).item().as_f64();
+        let h = q.entropy().unwrap().item().as_f64();
+        // xᵀΣ⁻¹x = d − 2(log q + H); the reference one uses the computed H, so the comparison
+        // isolates the quadratic form.
+        let (quad, want) = (d as f64 - 2.0 * (lp + h), d as f64 - 2.0 * (row.value + h));
+        // The residual x − Uz is as accurate as the data determine it: relative error
+        // ε·κ with κ = ‖D^{-½}x‖/√(xᵀΣ⁻¹x); Woodbury's subtraction had ε·κ² (κ ≈ 10³ here).
+        // Plus rounding of log q and H themselves.
+        let scaled: f64 = x.iter().zip(diag).map(|(x, d)| x * x / d).sum();
+        let kappa = (scaled / want).sqrt();
+        let tol = 32.0 * eps::<F>() * (kappa * want + lp.abs() + h.abs());
+        assert!(
+            (quad - want).abs() <= tol,
+            "lowrank d={d} r={r}: quadratic form {quad}, want {want} (tol {tol}, κ {kappa}); log q {lp}, want {}",
+            row.value
+        );
+        assert!(
+            kappa > 300.0,
+            "the case must be one where Woodbury cancels (κ {kappa}, quad {quad}, want {want}, scaled {scaled}, lp {lp}, h {h})"
+        );
+    }
+}
+
+fn low_rank_gradcheck() {
+    let inputs = [
+        array![0.1, -0.2, 0.3].into_dyn(),
+        array![[1.0, 0.5], [2.0, -1.0], [0.5, 0.25]].into_dyn(),
+        array![0.5, 0.25, 1.5].into_dyn(),
+        array![[1.0, 2.0, -0.5], [0.3, 0.1, 0.2]].into_dyn(),
+    ];
+    check("LowRankMultivariateNormal log_prob", &inputs, |_, v| {
+        LowRankMultivariateNormal::new(v[0], v[1], v[2])
+            .unwrap()
+            .log_prob(v[3])
+            .sum()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Normal–Normal KL in log space
+
+fn normal_kl_is_finite_where_the_value_is<F: Scalar>() {
+    for row in rows::<F>("kl_normal") {
+        let tape = Tape::<F>::new();
+        let s = |v| scalar(&tape, v);
+        let i = &row.inputs;
+        let p = Normal::new(s(i[0]), s(i[1])).unwrap();
+        let q = Normal::new(s(i[2]), s(i[3])).unwrap();
+        let kl = kl_divergence(&p, &q).unwrap().item().as_f64();
+        // a sum of four terms, each within 2 ulps, with no cancellation beyond the final
+        // − ½ (the values here are ≥ 2): 16 ulps
+        assert_rel(
+            &format!("KL(N({}, {}) ‖ N({}, {}))", i[0], i[1], i[2], i[3]),
+            kl,
+            row.value,
+            16.0,
+            eps::<F>(),
+        );
+    }
+}
+
+fn normal_kl_gradcheck() {
+    let inputs = [
+        array![0.5, -1.0].into_dyn(),
+        array![2.0, 0.3].into_dyn(),
+        array![-0.25, 0.5].into_dyn(),
+        array![0.75, 1.5].into_dyn(),
+    ];
+    check("Normal KL", &inputs, |_, v| {
+        let p = Normal::new(v[0], v[1]).unwrap();
+        let q = Normal::new(v[2], v[3]).unwrap();
+        kl_divergence(&p, &q).unwrap().sum()
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Categorical and Bernoulli with huge logits (exact algebra)
+
+/// The largest logit magnitude used: `[big, −big]` spreads beyond the float range in `f32`.
+fn big<F: Scalar>() -> f64 {
+    if eps::<F>() > 1e-10 { 3e38 } else { 1.7e308 }
+}
+
+fn categorical_huge_logits<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let logits = |a: f64, b: f64| tape.constant(array![c::<F>(a), c::<F>(b)].into_dyn());
+    let b = big::<F>();
+    for (l0, l1) in [(1e30, 0.0), (b, -b), (0.0, b)] {
+        let p = Categorical::from_logits(logits(l0, l1)).unwrap();
+        // H = 0 up to e^{−10³⁰}·10³⁰: exactly 0 in floating point
+        let h = p.entropy().unwrap().item().as_f64();
+        assert_eq!(h, 0.0, "H(Categorical([{l0}, {l1}]))");
+        // KL(p ‖ uniform) = ln 2 − H = ln 2; rounds once
+        let u = Categorical::from_logits(logits(0.0, 0.0)).unwrap();
+        let kl = kl_divergence(&p, &u).unwrap().item().as_f64();
+        assert_rel(
+            "KL(p ‖ uniform)",
+            kl,
+            std::f64::consts::LN_2,
+            2.0,
+            eps::<F>(),
+        );
+        // KL(p ‖ p) = 0
+        assert_eq!(kl_divergence(&p, &p).unwrap().item().as_f64(), 0.0);
+    }
+    // KL([b, −b] ‖ [−b, b]) = 2b: beyond the range, so +∞ (in f64 too: 3.4e308)
+    let p = Categorical::from_logits(logits(b, -b)).unwrap();
+    let q = Categorical::from_logits(logits(-b, b)).unwrap();
+    assert_eq!(kl_divergence(&p, &q).unwrap().item(), F::infinity());
+}
+
+fn bernoulli_huge_logits<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let b = big::<F>();
+    let bern = |l: f64| Bernoulli::from_logits(scalar(&tape, l)).unwrap();
+    // KL(σ(−b) ‖ σ(b)) = −ln σ(−b) − σ(−b)(…) = softplus(b) = b (e^{−b} is below ulp(b))
+    let kl = kl_divergence(&bern(-b), &bern(b)).unwrap().item();
+    assert_eq!(kl, c::<F>(b));
+    let kl = kl_divergence(&bern(b), &bern(-b)).unwrap().item();
+    assert_eq!(kl, c::<F>(b));
+    assert_eq!(kl_divergence(&bern(b), &bern(b)).unwrap().item(), F::zero());
+    let h = bern(b).entropy().unwrap().item();
+    assert_eq!(h, F::zero());
+}
+
+fn discrete_kl_gradcheck() {
+    check(
+        "Bernoulli KL",
+        &[array![0.3, -2.0].into_dyn(), array![1.5, 0.5].into_dyn()],
+        |_, v| {
+            kl_divergence(
+                &Bernoulli::from_logits(v[0]).unwrap(),
+                &Bernoulli::from_logits(v[1]).unwrap(),
+            )
+            .unwrap()
+            .sum()
+        },
+    );
+    check(
+        "Categorical KL",
+        &[
+            array![[0.3, -2.0, 1.0]].into_dyn(),
+            array![[1.5, 0.5, -0.5], [0.0, 0.1, 0.2]].into_dyn(),
+        ],
+        |_, v| {
+            let p = Categorical::from_logits(v[0]).unwrap();
+            let q = Categorical::from_logits(v[1]).unwrap();
+            kl_divergence(&p, &q).unwrap().sum() + p.entropy().unwrap().sum()
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Exponential with a subnormal rate (exact algebra)
+
+fn exponential_subnormal_rate<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    // 2^-140 (f32) and 2^-1040 (f64) are subnormal, exact, and 1/rate overflows
+    let k: i32 = if eps::<F>() > 1e-10 { 140 } else { 1040 };
+    let rate = 2f64.powi(-k);
+    let q = Exponential::new(scalar(&tape, rate)).unwrap();
+    // log q(1) = −k ln 2 − 2^{-k}: the second term is below half an ulp
+    let want = -(k as f64) * std::f64::consts::LN_2;
+    let lp = q.log_prob(scalar(&tape, 1.0)).value()[0].as_f64();
+    // ln of a subnormal: the libm log is within 1 ulp; 4 ulps
+    assert_rel("Exponential log_prob", lp, want, 4.0, eps::<F>());
+    let h = q.entropy().unwrap().item().as_f64();
+    assert_rel("Exponential entropy", h, 1.0 - want, 4.0, eps::<F>());
+    assert_eq!(q.rate().value()[0].as_f64(), rate);
+    // 1/rate exceeds the range: +∞ is the correct mean and variance
+    assert_eq!(q.mean().unwrap().item(), F::infinity());
+    assert_eq!(q.variance().unwrap().item(), F::infinity());
+    assert_eq!(
+        q.log_prob(scalar(&tape, -1.0)).value()[0],
+        F::neg_infinity()
+    );
+}
+
+fn exponential_gradcheck() {
+    check(
+        "Exponential log_prob",
+        &[
+            array![0.5, 2.0].into_dyn(),
+            array![[0.3, 1.2], [2.0, 0.1]].into_dyn(),
+        ],
+        |_, v| {
+            let q = Exponential::new(v[0]).unwrap();
+            q.log_prob(v[1]).sum() + q.entropy().unwrap().sum()
+        },
+    );
+}
+
+for_each_float!(
+    uniform_bounds_are_in_the_support,
+    uniform_random_bounds,
+    low_rank_log_prob_does_not_cancel,
+    normal_kl_is_finite_where_the_value_is,
+    categorical_huge_logits,
+    bernoulli_huge_logits,
+    exponential_subnormal_rate,
+);
+
+#[test]
+fn gradchecks() {
+    uniform_gradcheck();
+    low_rank_gradcheck();
+    normal_kl_gradcheck();
+    discrete_kl_gradcheck();
+    exponential_gradcheck();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Relaxed distributions: the density's limit at the boundary; impossible outcomes
+
+/// `log q(0)` and `log q(1)` of the binary Concrete: `−l + (τ − 1) ln y` as `y → 0` gives `+∞`
+/// for `τ < 1`, `−∞` for `τ > 1` and `−l` at `τ = 1` (exactly: `q = eˡ/(y + (1 − y)eˡ)²`), and
+/// the mirror image at 1. Was NaN (`∞ − ∞`).
+fn relaxed_bernoulli_boundary<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let l = 0.75;
+    let base = || Bernoulli::from_logits(scalar(&tape, l)).unwrap();
+    let at = |tau: f64, y: f64| {
+        let q = RelaxedBernoulli::new(c::<F>(tau), base()).unwrap();
+        q.log_prob(scalar(&tape, y)).item().as_f64()
+    };
+    assert_eq!(at(0.5, 0.0), f64::INFINITY);
+    assert_eq!(at(0.5, 1.0), f64::INFINITY);
+    assert_eq!(at(2.0, 0.0), f64::NEG_INFINITY);
+    assert_eq!(at(2.0, 1.0), f64::NEG_INFINITY);
+    assert_rel("τ = 1 at 0", at(1.0, 0.0), -l, 2.0, eps::<F>());
+    assert_rel("τ = 1 at 1", at(1.0, 1.0), l, 2.0, eps::<F>());
+    // continuity at τ = 1: ln(eˡ/(y + (1 − y)eˡ)²) near the boundary, rounding only
+    let y = 1e-6;
+    let want = l - 2.0 * (y + (1.0 - y) * l.exp()).ln();
+    assert_rel("τ = 1 near 0", at(1.0, y), want, 16.0, eps::<F>());
+    assert_eq!(at(1.0, 1.5), f64::NEG_INFINITY);
+}
+
+/// A logistic noise of 40 exceeds the logit of a clamped `p = ε` (−15.9 in f32): the draw of a
+/// probability-0 outcome once in 1/ε. It must stay at the boundary, and its hard value 0.
+fn impossible_outcomes_are_never_drawn<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let probs = tape.constant(array![c::<F>(0.0), c::<F>(1.0), c::<F>(0.5)].into_dyn());
+    let q = RelaxedBernoulli::new(c::<F>(0.5), Bernoulli::from_probs(probs).unwrap()).unwrap();
+    let noise = tape.constant(array![c::<F>(40.0), c::<F>(-40.0), c::<F>(40.0)].into_dyn());
+    let y = q.reparameterize(noise).unwrap().value();
+    assert_eq!(y[0], F::min_positive_value());
+    assert_eq!(y[1], F::one() - F::epsilon());
+    assert!(y[2] > c::<F>(0.5));
+    // the hard Gumbel-softmax over many draws (cheap, and also covers the sampling path)
+    let b =
+        Bernoulli::from_probs(tape.constant(ArrayD::from_elem(IxDyn(&[4096]), F::zero()))).unwrap();
+    let mut r = rng(5);
+    for _ in 0..8 {
+        let hard = b.gumbel_softmax(c::<F>(0.5), true, &mut r).unwrap().value();
+        assert!(hard.iter().all(|&v| v == F::zero()));
+    }
+    // the categorical relaxation: category 0 has probability 0
+    let probs = tape.constant(array![[c::<F>(0.0), c::<F>(1.0), c::<F>(3.0)]].into_dyn());
+    let q =
+        RelaxedOneHotCategorical::new(c::<F>(0.5), OneHotCategorical::from_probs(probs).unwrap())
+            .unwrap();
+    let noise = tape.constant(array![[c::<F>(200.0), c::<F>(0.0), c::<F>(0.0)]].into_dyn());
+    let y = q.reparameterize(noise).unwrap().value();
+    assert_eq!(y[[0, 0]], F::min_positive_value());
+}
+
+fn relaxed_gradcheck() {
+    check(
+        "RelaxedBernoulli log_prob",
+        &[
+            array![0.3, -1.2].into_dyn(),
+            array![[0.2, 0.7], [0.9, 0.05]].into_dyn(),
+        ],
+        |_, v| {
+            let q = RelaxedBernoulli::new(0.7, Bernoulli::from_logits(v[0]).unwrap()).unwrap();
+            q.log_prob(v[1]).sum()
+        },
+    );
+}
+
+for_each_float!(
+    relaxed_bernoulli_boundary,
+    impossible_outcomes_are_never_drawn
+);
+
+#[test]
+fn relaxed_gradchecks() {
+    relaxed_gradcheck();
+}
