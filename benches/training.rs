@@ -64,21 +64,15 @@ fn vae_step_of<F: Scalar>(c: &mut Criterion, name: &str) {
     let x = pixels::<F>();
     let mut opt = Adam::new(AdamConfig::default()).unwrap();
     let mut rng = StdRng::seed_from_u64(1);
-    c.bench_function(&format!("vae_step/{name}"), |b| {
-        b.iter(|| {
-            let grads = elbo_grads(&model, &params, &x, &mut rng);
-            opt.step(&mut params, &grads);
-        })
-    });
+    let mut step = || {
+        let grads = elbo_grads(&model, &params, &x, &mut rng);
+        opt.step(&mut params, &grads);
+    };
+    c.bench_function(&format!("vae_step/{name}"), |b| b.iter(&mut step));
     // as the vae example runs it: on one of the pool's threads
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
     c.bench_function(&format!("vae_step_in_pool/{name}"), |b| {
-        b.iter(|| {
-            pool.install(|| {
-                let grads = elbo_grads(&model, &params, &x, &mut rng);
-                opt.step(&mut params, &grads);
-            })
-        })
+        b.iter(|| pool.install(&mut step))
     });
 }
 
@@ -208,22 +202,15 @@ fn mlp(c: &mut Criterion) {
     .unwrap();
     let x = pixels::<f32>();
     let labels: Vec<usize> = (0..BATCH).map(|i| i % 10).collect();
-    c.bench_function("mlp_784_400_400_10/forward_backward", |b| {
-        b.iter(|| {
-            let tape = Tape::with_params(&params);
-            let logits = model.forward(&tape, tape.constant(x.clone()));
-            black_box(cross_entropy(logits, &labels).mean().backward().unwrap());
-        })
-    });
+    let step = || {
+        let tape = Tape::with_params(&params);
+        let logits = model.forward(&tape, tape.constant(x.clone()));
+        black_box(cross_entropy(logits, &labels).mean().backward().unwrap());
+    };
+    c.bench_function("mlp_784_400_400_10/forward_backward", |b| b.iter(step));
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
     c.bench_function("mlp_784_400_400_10/forward_backward_in_pool", |b| {
-        b.iter(|| {
-            pool.install(|| {
-                let tape = Tape::with_params(&params);
-                let logits = model.forward(&tape, tape.constant(x.clone()));
-                black_box(cross_entropy(logits, &labels).mean().backward().unwrap());
-            })
-        })
+        b.iter(|| pool.install(step))
     });
     let layers = [(784, 400), (400, 400), (400, 10)];
     let mut mats: Vec<_> = layers

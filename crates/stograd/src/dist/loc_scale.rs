@@ -821,11 +821,11 @@ fn forward3<F: Scalar>(inputs: &[&ArrayD<F>], f: impl Fn(F, F, F) -> F + Sync + 
     crate::ops::zip3(&view(xv), &view(av), &view(bv), f)
 }
 
-/// `(∂/∂a, ∂/∂b)` of a log density over `[x, a, b]`, from `d(x, a, b) = (∂f/∂a, ∂f/∂b)`,
-/// each summed to its input's shape (`∂/∂x` is 0 for both ops that use this).
-fn backward_ab<F: Scalar>(
+/// The gradients of a log density over `[x, a, b]`, from `d(x, a, b)`, its three partial
+/// derivatives, each times the incoming gradient and summed to its input's shape.
+fn backward3<F: Scalar>(
     b: &Backward<'_, F>,
-    d: impl Fn(F, F, F) -> (F, F),
+    d: impl Fn(F, F, F) -> [F; 3],
 ) -> Vec<Option<ArrayD<F>>> {
     let g = b.grad;
     let view = |a| broadcast_view(a, g.shape());
@@ -835,18 +835,11 @@ fn backward_ab<F: Scalar>(
                 .and(view(b.inputs[0]))
                 .and(view(b.inputs[1]))
                 .and(view(b.inputs[2]))
-                .map_collect(|&g, &x, &p, &q| {
-                    let (da, db) = d(x, p, q);
-                    g * if i == 1 { da } else { db }
-                });
+                .map_collect(|&g, &x, &p, &q| g * d(x, p, q)[i]);
             sum_to(&standard(per), b.inputs[i].shape())
         })
     };
-    vec![
-        b.needs[0].then(|| ArrayD::zeros(b.inputs[0].raw_dim())),
-        part(1),
-        part(2),
-    ]
+    vec![part(0), part(1), part(2)]
 }
 
 /// `1/(high − low)`, finite where `high − low` overflows: then `½/(high/2 − low/2)`.
@@ -882,12 +875,12 @@ impl<F: Scalar> CustomOp<F> for UniformLogProb {
     }
 
     fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
-        backward_ab(b, |x, low, high| {
+        backward3(b, |x, low, high| {
             if low <= x && x <= high {
                 let r = inv_width(low, high);
-                (r, -r)
+                [F::zero(), r, -r]
             } else {
-                (F::zero(), F::zero())
+                [F::zero(); 3]
             }
         })
     }
@@ -917,22 +910,13 @@ impl<F: Scalar> CustomOp<F> for ExponentialLogProb {
     }
 
     fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
-        let mut grads = backward_ab(b, |x, rate, _| {
+        backward3(b, |x, rate, _| {
             if x >= F::zero() {
-                (rate.recip() - x, F::zero())
+                [-rate, rate.recip() - x, F::zero()]
             } else {
-                (F::zero(), F::zero())
+                [F::zero(); 3]
             }
-        });
-        grads[0] = b.needs[0].then(|| {
-            let g = b.grad;
-            let per = Zip::from(g)
-                .and(broadcast_view(b.inputs[0], g.shape()))
-                .and(broadcast_view(b.inputs[1], g.shape()))
-                .map_collect(|&g, &x, &rate| if x >= F::zero() { -g * rate } else { F::zero() });
-            sum_to(&standard(per), b.inputs[0].shape())
-        });
-        grads
+        })
     }
 
     fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
