@@ -59,6 +59,7 @@
 //! | [`fs`] | atomic file writes |
 //! | [`image`] | PNG grids of images |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
+//! | [`bayes`] | Bayesian linear layers (local reparameterization, Flipout), KL scales, predictive uncertainty, calibration |
 //!
 //! ## Threads
 //!
@@ -79,6 +80,7 @@
 mod error;
 mod state;
 
+pub mod bayes;
 pub mod checkpoint;
 pub mod data;
 pub mod fs;

@@ -114,8 +114,12 @@ impl Scalar for f32 {
     #[inline(always)]
     fn exp_neg_abs(self) -> Self {
         // n · LN2_HI is exact: LN2_HI has 16 significant bits
-        exp_neg_abs(self, -125, 7, (0.693_145_75, 1.428_606_8e-6), |n| {
-            f32::from_bits(((n as i32 + 127) as u32) << 23)
+        exp_neg_abs(self, -125, 7, (0.693_145_75, 1.428_606_8e-6), |t| {
+            // t + 1.5·2²³ rounds t to an integer n, which the low bits of the sum then hold
+            const SHIFT: f32 = 12_582_912.0;
+            let shifted = t + SHIFT;
+            let n = (shifted.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
+            (shifted - SHIFT, f32::from_bits(((n + 127) as u32) << 23))
         })
     }
     #[inline(always)]
@@ -147,7 +151,13 @@ impl Scalar for f64 {
             -1021,
             13,
             (6.931_471_803_691_238e-1, 1.908_214_929_270_587_7e-10),
-            |n| f64::from_bits(((n as i64 + 1023) as u64) << 52),
+            |t| {
+                // as for f32, with 1.5·2⁵²
+                const SHIFT: f64 = 6_755_399_441_055_744.0;
+                let shifted = t + SHIFT;
+                let n = (shifted.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
+                (shifted - SHIFT, f64::from_bits(((n + 1023) as u64) << 52))
+            },
         )
     }
     fn from_f64(x: f64) -> Self {
@@ -161,25 +171,29 @@ impl Scalar for f64 {
 /// `e^{−|x|}` in code the compiler vectorizes: `−|x| = n ln 2 + r` with `n` an integer and
 /// `|r| ≤ ln 2 / 2`, `ln 2 = ln2.0 + ln2.1` split so that `r` is exact (Cody–Waite), `eʳ` by
 /// its Taylor polynomial of `degree` in Horner form `1 + r(1 + r/2 (1 + r/3 (…)))`, times
-/// `2ⁿ = pow2(n)`. Below `2^min_exponent` the result is 0, so `2ⁿ` is always normal.
+/// `2ⁿ`; `round_pow2(t)` gives `(n, 2ⁿ)` for `n` the integer nearest `t = −|x| / ln 2`,
+/// with bit operations only (a float-to-integer conversion, which saturates in Rust, does
+/// not vectorize). Below `2^min_exponent` the result is 0, so `2ⁿ` is always normal.
 #[inline(always)]
 fn exp_neg_abs<F: Scalar>(
     x: F,
     min_exponent: i32,
     degree: usize,
     ln2: (F, F),
-    pow2: impl Fn(F) -> F,
+    round_pow2: impl Fn(F) -> (F, F),
 ) -> F {
     let limit = F::from_f64(-f64::from(min_exponent) * std::f64::consts::LN_2);
     let a = x.abs();
     let y = -a.min(limit);
-    let n = (y * F::from_f64(std::f64::consts::LOG2_E)).round();
+    let (n, pow2) = round_pow2(y * F::from_f64(std::f64::consts::LOG2_E));
     let r = (y - n * ln2.0) - n * ln2.1;
     let mut p = F::one();
-    for k in (1..=degree).rev() {
+    // an exclusive range: an inclusive one's exhaustion flag kept LLVM from unrolling this
+    // loop, and so from vectorizing the loops that call this function (8× slower)
+    for k in (1..degree + 1).rev() {
         p = F::one() + r * p * F::from_f64(1.0 / k as f64);
     }
-    let e = if a <= limit { p * pow2(n) } else { F::zero() };
+    let e = if a <= limit { p * pow2 } else { F::zero() };
     if a.is_nan() { a } else { e }
 }
 

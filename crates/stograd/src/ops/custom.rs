@@ -84,6 +84,20 @@ pub trait CustomOp<F: Scalar>: 'static {
     }
 }
 
+/// A zero-filled array of `shape` for a custom op's output or gradients, in a buffer from the
+/// engine's per-thread pool when one of a fitting size is free, as the built-in ops' large
+/// results are: the pool holds the large buffers of dropped tapes, so a training step's
+/// arrays reuse the last step's memory instead of faulting in fresh pages.
+///
+/// ```
+/// let a = stograd::ops::custom::zeros::<f32>(&[2, 3]);
+/// assert_eq!(a.shape(), [2, 3]);
+/// assert!(a.iter().all(|&v| v == 0.0));
+/// ```
+pub fn zeros<F: Scalar>(shape: &[usize]) -> ArrayD<F> {
+    crate::pool::zeros(shape)
+}
+
 impl<F: Scalar> Tape<'_, F> {
     /// Records a [`CustomOp`] applied to `inputs`.
     ///
