@@ -432,6 +432,7 @@ impl<'t, F: Scalar, B: Base> LocScale<'t, F, B> {
     /// # Errors
     /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    #[track_caller]
     pub fn from_loc_scale(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
         same_tape(B::NAME, loc, scale);
         check_param(B::NAME, "loc", loc, Constraint::Finite)?;
@@ -495,6 +496,7 @@ impl<'t, F: Scalar, B: Standard> LocScale<'t, F, B> {
     /// # Errors
     /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    #[track_caller]
     pub fn new(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
         Self::from_loc_scale(loc, scale)
     }
@@ -510,6 +512,7 @@ impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
     /// # Errors
     /// [`Error::InvalidParameter`] if a bound is not finite or `high ≤ low` somewhere;
     /// [`Error::IncompatibleShapes`] if the bounds do not broadcast together.
+    #[track_caller]
     pub fn new(low: Var<'t, F>, high: Var<'t, F>) -> Result<Self> {
         same_tape("Uniform", low, high);
         check_param("Uniform", "low", low, Constraint::Finite)?;
@@ -586,6 +589,7 @@ impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] if `rate` is not positive and finite.
+    #[track_caller]
     pub fn new(rate: Var<'t, F>) -> Result<Self> {
         check_param("Exponential", "rate", rate, Constraint::Positive)?;
         let loc = rate.tape().scalar(F::zero());

@@ -16,6 +16,7 @@
 //! Constructors validate their parameters and return [`Error`] naming the
 //! parameter and the first bad value; no NaN leaks out of a constructor.
 
+mod concrete;
 pub mod discrete;
 mod gaussian;
 pub mod kl;

@@ -79,6 +79,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// included).
     ///
     /// PyTorch: `Bernoulli(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         check_param("Bernoulli", "probs", probs, Constraint::UnitInterval)?;
         Ok(Bernoulli {
@@ -93,6 +94,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first element of `logits` that is not finite.
     ///
     /// PyTorch: `Bernoulli(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         check_param("Bernoulli", "logits", logits, Constraint::Finite)?;
         Ok(Bernoulli {

@@ -194,6 +194,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `probs` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_probs("Categorical", probs).map(|params| Categorical { params })
     }
@@ -206,6 +207,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `logits` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_logits("Categorical", logits).map(|params| Categorical { params })
     }
@@ -379,6 +381,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// As [`Categorical::from_probs`].
     ///
     /// PyTorch: `OneHotCategorical(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_probs("OneHotCategorical", probs)
             .map(|params| OneHotCategorical { params })
@@ -390,6 +393,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// As [`Categorical::from_logits`].
     ///
     /// PyTorch: `OneHotCategorical(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_logits("OneHotCategorical", logits)
             .map(|params| OneHotCategorical { params })
