@@ -48,6 +48,7 @@ where
     Q: Distribution<'t, F> + ?Sized,
 {
     same_tapes(p, q);
+    let _caller = crate::dist::at_caller(p);
     check_shapes(p, q)?;
     match (p.family(), q.family()) {
         (Family::Normal { loc: mp, scale: sp }, Family::Normal { loc: mq, scale: sq }) => {
@@ -391,6 +392,7 @@ where
         });
     }
     same_tapes(p, q);
+    let _caller = crate::dist::at_caller(p);
     check_shapes(p, q)?;
     let tape = p.params()[0].tape();
     let mut terms = Vec::with_capacity(samples);

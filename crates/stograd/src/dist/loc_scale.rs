@@ -648,6 +648,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let location = Location::caller();
         match self.given {
             Given::Bounds { low, high } => {
@@ -670,6 +671,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.to_batch(match self.given {
             // H = 1 − ln rate, finite where ln(1/rate) is not
             Given::Rate(rate) => -rate.log() + F::from_f64(B::ENTROPY),
@@ -678,6 +680,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let m = B::MEAN.ok_or(Error::Undefined {
             distribution: B::NAME,
             quantity: "mean",
@@ -691,6 +694,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let v = B::VARIANCE.ok_or(Error::Undefined {
             distribution: B::NAME,
             quantity: "variance",
@@ -709,6 +713,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, self.batch_shape.clone())?;
         Ok(noise.mul_add(self.scale, self.loc))
     }

@@ -157,6 +157,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, y: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = value_shape(
             self.name(),
             &y.shape(),
@@ -171,14 +172,17 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "entropy"))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "variance"))
     }
 
@@ -197,6 +201,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, self.batch_shape().to_vec())?;
         let y = ((self.logits() + noise) / self.temperature).sigmoid();
         let y = y.clamp(F::min_positive_value(), F::one() - F::epsilon());
@@ -332,6 +337,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, y: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = one_hot_shape(self.name(), y, &self.draw_shape(), Location::caller());
         let l = broadcast_to(self.logits(), &shape);
         let op = ConcreteLogProb {
@@ -341,14 +347,17 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "entropy"))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "variance"))
     }
 
@@ -361,6 +370,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let shape = self.draw_shape();
         let last = shape.len() - 1;
         check_noise(noise, shape)?;

@@ -257,6 +257,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let location = Location::caller();
         let k = self.categories();
         let shape = value_shape("Categorical", &x.shape(), self.batch_shape(), location);
@@ -279,19 +280,23 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.params.entropy())
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(labels("mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(labels("variance"))
     }
 
     /// Straight-through needs one-hot draws: use [`OneHotCategorical`].
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let _ = rng;
         Err(Error::UnsupportedEstimator {
             estimator: "StraightThrough",
@@ -312,6 +317,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
     /// A relaxed one-hot draw of shape `batch ++ [K]` (not an index): the
     /// [`OneHotCategorical`] relaxation with the same logits.
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         OneHotCategorical::from_logits(self.logits())?.gumbel_softmax(temperature, hard, rng)
     }
 
@@ -448,25 +454,30 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = one_hot_shape(self.name(), x, &self.params.shape, Location::caller());
         (x * self.logits()).sum_axis(shape.len() - 1)
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.params.entropy())
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.probs())
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let p = self.probs();
         Ok(p * one_minus(p))
     }
 
     /// `hard + p − stop_grad(p)`: the one-hot draw forward, `∂z/∂p = I` backward.
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(straight_through(self.sample(rng), self.probs()))
     }
 
@@ -478,6 +489,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     /// `hard`, the forward value is the one-hot argmax, which is exactly a categorical draw
     /// (the Gumbel-max trick).
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let y = RelaxedOneHotCategorical::new(temperature, self.clone())?.rsample(rng)?;
         Ok(if hard {
             straight_through(one_hot_argmax(&y.value()), y)
