@@ -675,6 +675,16 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
         Ok(self.to_batch(match self.given {
             // H = 1 − ln rate, finite where ln(1/rate) is not
             Given::Rate(rate) => -rate.log() + F::from_f64(B::ENTROPY),
+            // H = ln(high − low): from the width itself where it is finite, since the
+            // half-width can underflow to 0 for a subnormal width
+            Given::Bounds { low, high } => {
+                let w = high - low;
+                if w.with_value(|w| w.iter().all(|w| w.is_finite())) {
+                    w.log()
+                } else {
+                    self.scale.log() + F::from_f64(B::ENTROPY)
+                }
+            }
             _ => self.scale.log() + F::from_f64(B::ENTROPY),
         }))
     }
@@ -861,6 +871,18 @@ fn inv_width<F: Scalar>(low: F, high: F) -> F {
     }
 }
 
+/// `ln(high − low)`, finite where the width overflows (`ln 2 + ln(high/2 − low/2)`) and
+/// where it is subnormal (whose reciprocal overflows although its logarithm does not).
+fn log_width<F: Scalar>(low: F, high: F) -> F {
+    let w = high - low;
+    if w.is_finite() {
+        w.ln()
+    } else {
+        F::from_f64(std::f64::consts::LN_2)
+            + (high * F::from_f64(0.5) - low * F::from_f64(0.5)).ln()
+    }
+}
+
 /// `log q(x) = −ln(high − low)` on the closed interval `low ≤ x ≤ high`, `−∞` outside;
 /// inputs `[x, low, high]`. `∂/∂low = 1/(high − low) = −∂/∂high` inside, 0 outside.
 ///
@@ -876,7 +898,7 @@ impl<F: Scalar> CustomOp<F> for UniformLogProb {
     fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
         forward3(inputs, |x, low, high| {
             if low <= x && x <= high {
-                inv_width(low, high).ln()
+                -log_width(low, high)
             } else {
                 F::neg_infinity()
             }
