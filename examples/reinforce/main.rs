@@ -51,7 +51,7 @@
 //! Each iteration prints the batch's mean return and the mean over the last 100 episodes; the
 //! run reports the episode at which that mean first reaches 475 (Gym's threshold). The output
 //! directory (`reinforce-out` unless `--out` says otherwise) gets `curve-<baseline>.csv` per
-//! baseline and `summary.csv`.
+//! baseline, `summary.csv`, and `learning-curve.png` (the mean over the last 100 episodes).
 
 mod agent;
 mod cartpole;
@@ -69,6 +69,7 @@ use rand::rngs::StdRng;
 use rayon::prelude::*;
 use stograd::{Params, Tape};
 use stograd_nn::optim::{Adam, AdamConfig, Optimizer};
+use stograd_nn::plot::{self, Chart};
 
 use agent::{Agent, rollout};
 use cartpole::initial_states;
@@ -123,6 +124,14 @@ impl BaselineArg {
     }
 }
 
+/// What `--baseline all` runs.
+const BASELINES: [BaselineArg; 4] = [
+    BaselineArg::None,
+    BaselineArg::Ema,
+    BaselineArg::Learned,
+    BaselineArg::Loo,
+];
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The mean return over the last [`WINDOW`] episodes that counts as solved.
@@ -134,9 +143,12 @@ struct Summary {
     baseline: BaselineArg,
     /// The episode (1-based) at which the mean of the last 100 returns first reached 475.
     solved_at: Option<usize>,
-    best_window: f64,
+    /// The best mean of 100 consecutive returns (none before the 100th episode).
+    best_window: Option<f64>,
     episodes: usize,
     seconds: f64,
+    /// `(episodes so far, mean return over the last 100)` after each iteration.
+    curve: Vec<(f64, f64)>,
 }
 
 /// Prints iteration lines: above the progress bars on a terminal, plainly otherwise.
@@ -189,8 +201,8 @@ fn train(baseline: BaselineArg, args: &Args, report: &Report) -> Result<Summary,
     let bar = report.bar(name, args.iterations);
     let mut csv =
         String::from("iteration,episodes,mean_return,min_return,max_return,last100_mean,seconds\n");
-    let mut all = Vec::new();
-    let (mut solved_at, mut best_window) = (None, 0.0f64);
+    let (mut all, mut curve) = (Vec::new(), Vec::new());
+    let (mut solved_at, mut best_window) = (None, None::<f64>);
     for iteration in 1..=args.iterations {
         let (grads, returns) = {
             let tape = Tape::with_params(&params);
@@ -207,7 +219,7 @@ fn train(baseline: BaselineArg, args: &Args, report: &Report) -> Result<Summary,
             all.push(r);
             if all.len() >= WINDOW {
                 let window = all[all.len() - WINDOW..].iter().sum::<f64>() / WINDOW as f64;
-                best_window = best_window.max(window);
+                best_window = Some(best_window.map_or(window, |b| b.max(window)));
                 if window >= SOLVED && solved_at.is_none() {
                     solved_at = Some(all.len());
                 }
@@ -218,6 +230,7 @@ fn train(baseline: BaselineArg, args: &Args, report: &Report) -> Result<Summary,
         let max = returns.iter().copied().fold(0.0, f64::max);
         let recent = &all[all.len().saturating_sub(WINDOW)..];
         let window = recent.iter().sum::<f64>() / recent.len() as f64;
+        curve.push((all.len() as f64, window));
         let seconds = started.elapsed().as_secs_f64();
         writeln!(
             csv,
@@ -241,6 +254,7 @@ fn train(baseline: BaselineArg, args: &Args, report: &Report) -> Result<Summary,
         best_window,
         episodes: all.len(),
         seconds: started.elapsed().as_secs_f64(),
+        curve,
     })
 }
 
@@ -260,12 +274,7 @@ fn run(args: &Args) -> Result<(), Error> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let baselines = match args.baseline {
-        BaselineArg::All => vec![
-            BaselineArg::None,
-            BaselineArg::Ema,
-            BaselineArg::Learned,
-            BaselineArg::Loo,
-        ],
+        BaselineArg::All => BASELINES.to_vec(),
         one => vec![one],
     };
     let hidden: Vec<String> = args.hidden.iter().map(usize::to_string).collect();
@@ -297,25 +306,60 @@ fn run(args: &Args) -> Result<(), Error> {
                 s.seconds
             ),
             None => println!(
-                "{name:>8}: the mean return over 100 episodes never reached {SOLVED} in {} episodes (best {:.1}; {:.1} s)",
-                s.episodes, s.best_window, s.seconds
+                "{name:>8}: the mean return over 100 episodes never reached {SOLVED} in {} episodes ({}; {:.1} s)",
+                s.episodes,
+                s.best_window
+                    .map_or("fewer than 100".into(), |b| format!("best {b:.1}")),
+                s.seconds
             ),
         }
         writeln!(
             csv,
-            "{name},{},{},{},{},{},{:.2},{:.3}",
+            "{name},{},{},{},{},{},{},{:.3}",
             args.seed,
             args.iterations,
             args.episodes,
             args.lr,
             s.solved_at.map_or(String::new(), |n| n.to_string()),
-            s.best_window,
+            s.best_window.map_or(String::new(), |b| format!("{b:.2}")),
             s.seconds
         )?;
     }
     let path = args.out.join("summary.csv");
     stograd_nn::fs::write_atomic(&path, |out| out.write_all(csv.as_bytes()))?;
-    println!("wrote {} and the curves", path.display());
+    plot(&summaries, args)?;
+    println!(
+        "wrote {}, the curves (curve-<baseline>.csv) and learning-curve.png",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `learning-curve.png`: the mean return over the last 100 episodes against the episode,
+/// one line per baseline (in the same colour whichever baselines ran), and the threshold.
+fn plot(summaries: &[Summary], args: &Args) -> Result<(), Error> {
+    let mut chart = Chart::new(format!(
+        "CartPole, seed {}: mean of the last 100 returns",
+        args.seed
+    ))
+    .x_label("episode")
+    .y_label("return")
+    // headroom above 500 for the legend
+    .y_range(0.0, 700.0);
+    for s in summaries {
+        let colour = BASELINES
+            .iter()
+            .position(|&b| b == s.baseline)
+            .expect("one of the baselines");
+        chart = chart
+            .line(s.baseline.name(), s.curve.iter().copied())
+            .colored(plot::palette(colour));
+    }
+    let episodes = (args.iterations * args.episodes) as f64;
+    chart = chart
+        .line(format!("{SOLVED}"), [(0.0, SOLVED), (episodes, SOLVED)])
+        .colored(plot::palette(7));
+    chart.save(args.out.join("learning-curve.png"))?;
     Ok(())
 }
 
