@@ -16,11 +16,13 @@ pub const RETURN_SCALE: f64 = 100.0;
 
 /// What each action's credit is compared against.
 pub enum Critic {
+    /// No baseline.
     None,
     /// One average per step index.
     Ema(Vec<EmaBaseline<f64>>),
     /// `V(s, t / 500)`, predicting the reward-to-go over [`RETURN_SCALE`].
     Value(Mlp),
+    /// The other episodes of the batch.
     LeaveOneOut,
 }
 
@@ -150,6 +152,11 @@ fn running_count(next: Var<'_, f64>) -> usize {
         .count()
 }
 
+/// The reward-to-go equivalence: on one batch of an untrained agent's episodes, the tape's
+/// gradient equals `Σ_{e,t} ∇ log π(a_{e,t} | s_{e,t}) · (Q_{e,t} − b_{e,t})` written out by
+/// hand, with `Q` the reward-to-go credit, for each baseline; the full return in place of `Q`
+/// gives another gradient. The episodes are replayed by hand from the tape's start and
+/// actions, and each `∇ log π` comes from a tape of its own holding one state.
 #[cfg(test)]
 mod tests {
     use ndarray::ArrayD;

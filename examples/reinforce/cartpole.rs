@@ -72,9 +72,11 @@ pub const REWARD: usize = 5;
 /// (the step that ends it included) and 0 for one that has ended, whose row stays as it was.
 ///
 /// Recording the step on the tape gives the credit assignment its edges: the reward of step
-/// `t` depends on the actions `a_0 … a_t` and on no others. The step has no backward: no
-/// parameter is upstream of a state (the actions are score-function draws, which carry no path
-/// gradient), so no gradient would flow through it anyway.
+/// `t` depends on the actions `a_0 … a_t` and on no others. The op is not affine (the
+/// default of [`CustomOp::linear_in`]), so each step is a cost term of its own, and it keeps
+/// rows, so each episode's reward is credited to that episode's actions alone. The step has
+/// no backward: no parameter is upstream of a state (the actions are score-function draws,
+/// which carry no path gradient), so no gradient would flow through it anyway.
 pub struct CartPoleStep;
 
 impl CustomOp<f64> for CartPoleStep {

@@ -16,8 +16,9 @@
 //! MLP of the state. A batch of `--episodes` episodes runs side by side, one per row: at step
 //! `t` the tape holds the states `s_t` (`[E, 5]`: the four coordinates and a 0/1 flag for a
 //! running episode), the logits, and a score-function draw `a_t ~ π(· | s_t)` (`[E]`). The
-//! environment step is a tape op, [`CartPoleStep`](cartpole::CartPoleStep): it reads `s_t` and `a_t` and returns
-//! `s_{t+1}` and the reward `r_t`. The loss is minus the mean return, `−(1/E) Σ_e Σ_t r_{e,t}`.
+//! environment step is a tape op, [`CartPoleStep`](cartpole::CartPoleStep): it reads `s_t`
+//! and `a_t` and returns `s_{t+1}` and the reward `r_t`. The loss is minus the mean return,
+//! `−(1/E) Σ_e Σ_t r_{e,t}`.
 //!
 //! **Reward-to-go from the tape's edges.** Backward gives each draw `a_t` the part of the cost
 //! that depends on it (docs/estimators.md, "How the score function credits a cost"): the
@@ -27,12 +28,12 @@
 //! apart, so row `e` of `a_t` is credited with row `e` alone:
 //!
 //! ```text
-//! ∇θ loss = −(1/E) Σ_e Σ_t ∇θ log π(a_{e,t} | s_{e,t}) · (Σ_{t' ≥ t} r_{e,t'} − b_{e,t})
+//! backward:  −(1/E) Σ_e Σ_t ∇θ log π(a_{e,t} | s_{e,t}) · (Σ_{t' ≥ t} r_{e,t'} − b_{e,t})
 //! ```
 //!
-//! the reward-to-go estimator, with no bookkeeping of returns in this file: rewards earned
-//! before `t` do not depend on `a_t`, so the tape leaves them out (they would only add
-//! variance). The tests check this equality to rounding against a hand-written reward-to-go
+//! the reward-to-go estimator of `∇θ E[loss]`, with no bookkeeping of returns in this file:
+//! rewards earned before `t` do not depend on `a_t`, so the tape leaves them out (they would
+//! only add variance). The tests check this equality to rounding against a hand-written reward-to-go
 //! gradient, and that the full-return gradient (`Σ_t r_{e,t}` for every step) differs.
 //!
 //! Once an episode has ended its row keeps running on the tape with reward 0; its logits are
@@ -41,12 +42,16 @@
 //!
 //! **Baselines** `b_{e,t}`, none depending on `a_{e,t}`, so none biases the gradient:
 //! - `none`: 0;
-//! - `ema`: one exponential moving average per step index `t` of that step's mean credit,
-//!   across iterations (decay 0.9);
+//! - `ema`: one exponential moving average per step index `t` of that step's mean
+//!   reward-to-go over the batch, across iterations (decay 0.9);
 //! - `learned`: a value network `V(s_t, t/500)`, trained by the tape on its own regression
-//!   loss `Σ (Q − b)²` alongside the policy;
-//! - `loo`: leave-one-out over the batch: the mean credit of the other episodes at the same
-//!   step (Kool, van Hoof & Welling 2019).
+//!   loss `Σ (Q − b)²` alongside the policy (the time input lets it see the 500-step cut);
+//! - `loo`: leave-one-out over the batch: the mean reward-to-go of the other episodes at the
+//!   same step (Kool, van Hoof & Welling 2019).
+//!
+//! An episode that has ended counts with a reward-to-go of 0 in the batch means of `ema` and
+//! `loo`: the engine's baselines average the draw's rows, and the rows of ended episodes are
+//! still there.
 //!
 //! Each iteration prints the batch's mean return and the mean over the last 100 episodes; the
 //! run reports the episode at which that mean first reaches 475 (Gym's threshold). The output
