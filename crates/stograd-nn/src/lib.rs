@@ -58,6 +58,7 @@
 //! | [`checkpoint`] | safetensors checkpoints, written atomically |
 //! | [`fs`] | atomic file writes |
 //! | [`image`] | PNG grids of images |
+//! | [`plot`] | PNG charts: curves, bands, histograms |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
 //! | [`bayes`] | Bayesian linear layers (local reparameterization, Flipout), KL scales, predictive uncertainty, calibration |
 //!
@@ -89,6 +90,7 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod plot;
 pub mod vae;
 
 pub use error::{Error, Result};

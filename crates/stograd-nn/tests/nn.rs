@@ -9,5 +9,6 @@ mod data;
 mod init;
 mod layers;
 mod optim;
+mod plot;
 mod training;
 mod vae;

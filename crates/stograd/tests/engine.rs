@@ -12,6 +12,7 @@ mod edge_values;
 mod errors;
 mod estimators;
 mod factor_grad;
+mod fuzz;
 mod loc_scale;
 mod mvn;
 mod numerics;
