@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod bayes;
 mod checkpoint;
 mod data;
 mod init;
