@@ -932,3 +932,52 @@ fn a_bayesian_digits_classifier_beats_its_deterministic_twin_on_test_nll() {
     assert!(bayes_acc >= 0.94, "accuracy {bayes_acc}");
     assert!(bayes_nll < det_nll, "NLL {bayes_nll} against {det_nll}");
 }
+
+// ---------------------------------------------------------------------------------------
+// the concrete data of the regression example
+
+#[test]
+fn the_embedded_concrete_data_is_the_documented_file() {
+    let (x, y) = data::concrete::<f64>();
+    assert_eq!((x.dim(), y.len()), ((1030, 8), 1030));
+    // the README's summary: target 2.33 to 82.60 MPa, mean 35.82; first row as printed
+    let (lo, hi) = y
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    assert_eq!((lo, hi), (2.33, 82.6));
+    assert!((y.mean().unwrap() - 35.82).abs() < 0.005);
+    assert_eq!(
+        x.row(0).to_vec(),
+        [540.0, 0.0, 0.0, 162.0, 2.5, 1040.0, 676.0, 28.0]
+    );
+    assert_eq!(data::CONCRETE_COLUMNS[8], "compressive_strength");
+}
+
+#[test]
+fn concrete_files_are_read_and_bad_ones_named() {
+    let dir = std::env::temp_dir().join(format!("stograd-nn-concrete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = data::CONCRETE_COLUMNS.join(",");
+    let good = dir.join("good.csv");
+    std::fs::write(
+        &good,
+        format!("{header}\n1,2,3,4,5,6,7,8,9.5\n\n10,0,0,0,0,0,0,1,2\n"),
+    )
+    .unwrap();
+    let (x, y) = data::concrete_csv::<f32>(&good).unwrap();
+    assert_eq!((x.dim(), y.to_vec()), ((2, 8), vec![9.5, 2.0]));
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, format!("{header}\n1,2,3,4,5,6,7,8,nine\n")).unwrap();
+    let e = data::concrete_csv::<f32>(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("bad.csv:2") && e.contains("field 9") && e.contains("nine"),
+        "{e}"
+    );
+    std::fs::write(&bad, format!("{header}\n1,2,3\n")).unwrap();
+    let e = data::concrete_csv::<f32>(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.csv:2"), "{e}");
+    std::fs::write(&bad, "a,b,c,d,e,f,g,h,i\n").unwrap();
+    assert!(data::concrete_csv::<f32>(&bad).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

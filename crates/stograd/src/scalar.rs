@@ -191,7 +191,9 @@ fn exp_neg_abs<F: Scalar>(
     // an exclusive range: an inclusive one's exhaustion flag kept LLVM from unrolling this
     // loop, and so from vectorizing the loops that call this function (8× slower)
     for k in (1..degree + 1).rev() {
-        p = F::one() + r * p * F::from_f64(1.0 / k as f64);
+        // r/k first: it does not wait for p, so each step adds one product and one sum to
+        // the chain of dependent operations rather than two products and a sum
+        p = F::one() + r * F::from_f64(1.0 / k as f64) * p;
     }
     let e = if a <= limit { p * pow2 } else { F::zero() };
     if a.is_nan() { a } else { e }

@@ -8,6 +8,8 @@
 //!   format from a file.
 //! - [`mnist`]: MNIST or Fashion-MNIST from a directory of IDX files, raw or gzip;
 //!   [`idx_dataset`] for any image/label pair; [`idx`] reads and writes IDX files.
+//! - [`concrete`]: the UCI concrete compressive strength regression data (1,030 rows, 8
+//!   inputs), embedded; [`concrete_csv`] reads the same format from a file.
 //! - [`Batches`]: one epoch of shuffled mini-batches, optionally dynamically binarized;
 //!   [`epoch_rng`] makes its generator from a run's seed and the epoch.
 //!
@@ -39,6 +41,7 @@
 //! MNIST is not embedded: pass its directory to [`mnist`].
 
 mod batches;
+mod concrete;
 mod dataset;
 mod digits;
 mod error;
@@ -47,6 +50,7 @@ pub mod idx;
 mod mnist;
 
 pub use batches::{Batch, Batches, epoch_rng};
+pub use concrete::{CONCRETE_COLUMNS, concrete, concrete_csv};
 pub use dataset::Dataset;
 pub use digits::{digits, digits_csv};
 pub use error::DataError;
