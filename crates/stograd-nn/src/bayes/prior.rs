@@ -23,8 +23,9 @@ use crate::{Error, Result};
 ///
 /// // Blundell et al.'s MNIST setting: π = 1/2, −ln σ₁ = 0, −ln σ₂ = 6
 /// let prior = Prior::scale_mixture(0.5, 1.0, (-6f64).exp())?;
-/// let density = |w: f64| prior.log_prob(w).exp();
-/// assert!(density(0.0) > 100.0 && (density(0.0) - density(1e-4)).abs() < 1.0);
+/// // at 0: π/σ₁ + (1 − π)/σ₂ times 1/√(2π), the narrow component 400 times the wide one
+/// let at_zero = 0.5 * (1.0 + 6f64.exp()) / (2.0 * std::f64::consts::PI).sqrt();
+/// assert!((prior.log_prob(0.0) - at_zero.ln()).abs() < 1e-12);
 /// assert!(Prior::scale_mixture(1.5, 1.0, 0.1).is_err());
 /// # Ok::<(), stograd_nn::Error>(())
 /// ```
