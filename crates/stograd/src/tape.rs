@@ -36,7 +36,13 @@ pub(crate) struct Node<F: Scalar> {
 pub(crate) enum Value<F> {
     Owned(ArrayD<F>),
     Shared(Arc<ArrayD<F>>),
+    /// Released by [`Var::backward_and_free`]; the shape is kept.
+    Freed(Vec<usize>),
 }
+
+/// What reading a released value says.
+const FREED: &str = "this intermediate value was released by `backward_and_free`; read it \
+                     before that call, or differentiate with `backward`, which keeps every value";
 
 impl<F> Deref for Value<F> {
     type Target = ArrayD<F>;
@@ -45,6 +51,30 @@ impl<F> Deref for Value<F> {
         match self {
             Value::Owned(a) => a,
             Value::Shared(a) => a,
+            Value::Freed(_) => panic!("{FREED}"),
+        }
+    }
+}
+
+impl<F> Value<F> {
+    /// The shape, also of a released value.
+    pub(crate) fn shape(&self) -> &[usize] {
+        match self {
+            Value::Owned(a) => a.shape(),
+            Value::Shared(a) => a.shape(),
+            Value::Freed(shape) => shape,
+        }
+    }
+
+    /// Releases an owned value, keeping its shape. The buffer goes back to the allocator, not
+    /// to the pool the next step draws from: releasing is for a step bound by memory.
+    pub(crate) fn release(&mut self)
+    where
+        F: crate::Scalar,
+    {
+        if let Value::Owned(_) = self {
+            let shape = self.shape().to_vec();
+            *self = Value::Freed(shape);
         }
     }
 }
@@ -119,6 +149,8 @@ pub struct Tape<'p, F: Scalar> {
     pub(crate) bound: Option<Bound<F>>,
     /// Whether the tape records a graph (false on an inference tape).
     pub(crate) records: bool,
+    /// Whether `backward_and_free` has released the intermediate values.
+    pub(crate) freed: Cell<bool>,
     /// While a distribution method runs, the user's call into it: the nodes it records are
     /// attributed there, so anomaly reports name the user's line, not stograd's.
     caller: Cell<Option<&'static Location<'static>>>,
@@ -195,6 +227,7 @@ impl<F: Scalar> Tape<'_, F> {
             register: RefCell::new(Register::default()),
             bound,
             records,
+            freed: Cell::new(false),
             caller: Cell::new(None),
             _params: PhantomData,
         }
@@ -339,8 +372,16 @@ impl<F: Scalar> Tape<'_, F> {
     }
 
     /// Runs `f` on the value of node `index`.
+    ///
+    /// # Panics
+    /// If `backward_and_free` released the value, naming the caller's line.
+    #[track_caller]
     pub(crate) fn with_value<R>(&self, index: u32, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
-        f(&self.nodes.borrow()[index as usize].value)
+        let nodes = self.nodes.borrow();
+        match &nodes[index as usize].value {
+            Value::Freed(_) => panic!("{FREED} (at {})", Location::caller()),
+            value => f(value),
+        }
     }
 
     /// Panics unless `var` was recorded on this tape.
@@ -369,6 +410,10 @@ impl<'t, F: Scalar> Var<'t, F> {
     }
 
     /// A copy of the value.
+    ///
+    /// # Panics
+    /// If [`backward_and_free`](Var::backward_and_free) released it.
+    #[track_caller]
     pub fn value(self) -> ArrayD<F> {
         self.tape.with_value(self.index, ArrayD::clone)
     }
@@ -392,23 +437,34 @@ impl<'t, F: Scalar> Var<'t, F> {
     }
 
     /// Runs `f` on the value without copying it. `f` must not record on the tape.
+    #[track_caller]
     pub(crate) fn with_value<R>(self, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
         self.tape.with_value(self.index, f)
     }
 
     /// The shape of the value.
     pub fn shape(self) -> Vec<usize> {
-        self.tape.with_value(self.index, |v| v.shape().to_vec())
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .to_vec()
     }
 
     /// The number of axes.
     pub fn ndim(self) -> usize {
-        self.tape.with_value(self.index, ArrayD::ndim)
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .len()
     }
 
     /// The number of elements.
     pub fn len(self) -> usize {
-        self.tape.with_value(self.index, ArrayD::len)
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .iter()
+            .product()
     }
 
     /// Whether the value has no elements.
@@ -449,7 +505,10 @@ impl<F: Scalar> fmt::Display for Var<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nodes = self.tape.nodes.borrow();
         let node = &nodes[self.index as usize];
-        fmt::Display::fmt(&*node.value, f)?;
+        match node.value {
+            Value::Freed(_) => f.write_str("(released by backward_and_free)")?,
+            ref value => fmt::Display::fmt(&**value, f)?,
+        }
         write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
     }
 }
