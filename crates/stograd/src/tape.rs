@@ -4,9 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::panic::Location;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array, ArrayD, Dimension};
@@ -15,6 +13,8 @@ use smallvec::SmallVec;
 use crate::estimator::Register;
 use crate::ops::{Leaf, Op};
 use crate::params::Bound;
+use crate::value::FREED;
+pub(crate) use crate::value::Value;
 use crate::{Params, Scalar};
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
@@ -29,54 +29,6 @@ pub(crate) struct Node<F: Scalar> {
     /// Whether backward keeps this node's gradient although it is not a leaf.
     pub(crate) retain_grad: bool,
     pub(crate) location: &'static Location<'static>,
-}
-
-/// A node's value: its own array, or a parameter's, shared with [`Params`](crate::Params)
-/// without a copy.
-pub(crate) enum Value<F> {
-    Owned(ArrayD<F>),
-    Shared(Arc<ArrayD<F>>),
-    /// Released by [`Var::backward_and_free`]; the shape is kept.
-    Freed(Vec<usize>),
-}
-
-/// What reading a released value says.
-const FREED: &str = "this intermediate value was released by `backward_and_free`; read it \
-                     before that call, or differentiate with `backward`, which keeps every value";
-
-impl<F> Deref for Value<F> {
-    type Target = ArrayD<F>;
-
-    fn deref(&self) -> &ArrayD<F> {
-        match self {
-            Value::Owned(a) => a,
-            Value::Shared(a) => a,
-            Value::Freed(_) => panic!("{FREED}"),
-        }
-    }
-}
-
-impl<F> Value<F> {
-    /// The shape, also of a released value.
-    pub(crate) fn shape(&self) -> &[usize] {
-        match self {
-            Value::Owned(a) => a.shape(),
-            Value::Shared(a) => a.shape(),
-            Value::Freed(shape) => shape,
-        }
-    }
-
-    /// Releases an owned value, keeping its shape. The buffer goes back to the allocator, not
-    /// to the pool the next step draws from: releasing is for a step bound by memory.
-    pub(crate) fn release(&mut self)
-    where
-        F: crate::Scalar,
-    {
-        if let Value::Owned(_) = self {
-            let shape = self.shape().to_vec();
-            *self = Value::Freed(shape);
-        }
-    }
 }
 
 impl<F: Scalar> Node<F> {
@@ -153,7 +105,7 @@ pub struct Tape<'p, F: Scalar> {
     pub(crate) freed: Cell<bool>,
     /// While a distribution method runs, the user's call into it: the nodes it records are
     /// attributed there, so anomaly reports name the user's line, not stograd's.
-    caller: Cell<Option<&'static Location<'static>>>,
+    pub(crate) caller: Cell<Option<&'static Location<'static>>>,
     /// A bound tape borrows its store, so the store cannot change under it: an update
     /// waits until the tape is dropped, and then happens in place.
     _params: PhantomData<&'p Params<F>>,
@@ -510,40 +462,6 @@ impl<F: Scalar> fmt::Display for Var<'_, F> {
             ref value => fmt::Display::fmt(&**value, f)?,
         }
         write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
-    }
-}
-
-/// While alive, the nodes recorded on a tape are attributed to one call site (see
-/// [`Tape::caller_scope`]).
-pub(crate) struct CallerScope<'a, F: Scalar> {
-    tape: &'a Tape<'a, F>,
-    outermost: bool,
-}
-
-impl<'a, F: Scalar> Tape<'a, F> {
-    /// Attributes the nodes recorded from now until the guard drops to `location`, unless an
-    /// enclosing scope already attributes them (a distribution method calling another keeps
-    /// the user's line).
-    pub(crate) fn caller_scope(
-        &'a self,
-        location: &'static Location<'static>,
-    ) -> CallerScope<'a, F> {
-        let outermost = self.caller.get().is_none();
-        if outermost {
-            self.caller.set(Some(location));
-        }
-        CallerScope {
-            tape: self,
-            outermost,
-        }
-    }
-}
-
-impl<F: Scalar> Drop for CallerScope<'_, F> {
-    fn drop(&mut self) {
-        if self.outermost {
-            self.tape.caller.set(None);
-        }
     }
 }
 
