@@ -9,8 +9,12 @@
 //! holds after the forward pass is the activations, and the peak during forward + backward is
 //! compared with activations + gradients.
 //!
-//! Run with `cargo bench -p stograd-benches --bench memory`; the figures are in
-//! docs/benchmarks.md.
+//! The step differentiates with `backward_and_free`, which releases each activation once no
+//! remaining backward rule reads it; `-- --keep` measures `backward` instead, which holds every
+//! activation through the backward pass.
+//!
+//! Run with `cargo bench -p stograd-benches --bench memory` (and `-- --keep`); the figures
+//! are in docs/benchmarks.md.
 
 #![allow(unsafe_code)]
 
@@ -78,6 +82,7 @@ fn mib(bytes: usize) -> String {
 }
 
 fn main() {
+    let keep = std::env::args().any(|a| a == "--keep");
     let mut params = Params::<f32>::new();
     let vae = Vae::new(
         &mut params,
@@ -101,7 +106,12 @@ fn main() {
                 .expect("an ELBO");
             let loss = (-elbo.elbo).sum();
             let after_forward = IN_USE.load(Relaxed);
-            (loss.backward().expect("a gradient"), after_forward)
+            let grads = if keep {
+                loss.backward()
+            } else {
+                loss.backward_and_free()
+            };
+            (grads.expect("a gradient"), after_forward)
         };
         let peak = PEAK.load(Relaxed);
 
@@ -127,7 +137,12 @@ fn main() {
         }
     }
     let (activations, peak) = step(&mut params);
-    println!("VAE 784-400-20-400-784, batch 128, f32; the first step, on a fresh process:");
+    let how = if keep {
+        "backward"
+    } else {
+        "backward_and_free"
+    };
+    println!("VAE 784-400-20-400-784, batch 128, f32, {how}; the first step, on a fresh process:");
     println!(
         "  activations held by the tape after the forward pass  {}",
         mib(activations)

@@ -32,7 +32,43 @@ impl<F: Scalar> Var<'_, F> {
     /// when the cost reaching an EMA baseline is NaN or infinite (the average is left as it
     /// was).
     pub fn backward(self) -> Result<Gradients<F>> {
-        sweep(self.tape, self.index as usize)
+        sweep(self.tape, self.index as usize, false)
+    }
+
+    /// [`backward`](Var::backward), releasing each intermediate value as soon as no remaining
+    /// backward rule reads it (PyTorch's default, `retain_graph=False`): a node's value is
+    /// read only by its own rule and its consumers', which the reverse sweep has all applied
+    /// by the time it reaches the node. The peak memory of a training step is then about its
+    /// activations plus its gradients, instead of also holding every activation through the
+    /// whole backward pass.
+    ///
+    /// Afterwards the root's value and the leaves' (constants, variables, parameters) stay
+    /// readable; reading any other value recorded up to the root panics with a message that
+    /// names this method, and differentiating the tape again is an error. The released
+    /// buffers go back to the allocator rather than to the pool the next step's arrays are
+    /// drawn from, so a loop bound by time rather than memory is better served by `backward`.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use stograd::Tape;
+    ///
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.variable(array![1.0, 2.0]);
+    /// let hidden = x.exp();
+    /// let loss = hidden.sum();
+    /// let grads = loss.backward_and_free()?;
+    /// assert_eq!(grads.wrt(x).unwrap(), array![1f64.exp(), 2f64.exp()].into_dyn());
+    /// assert!((loss.item() - (1f64.exp() + 2f64.exp())).abs() < 1e-12); // the root is kept
+    /// assert_eq!(hidden.shape(), vec![2]); // shapes are kept, values are not
+    /// assert!(matches!(loss.backward(), Err(stograd::Error::ValuesFreed)));
+    /// # Ok::<(), stograd::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`backward`](Var::backward); [`Error::ValuesFreed`] when an earlier call released
+    /// the tape's values.
+    pub fn backward_and_free(self) -> Result<Gradients<F>> {
+        sweep(self.tape, self.index as usize, true)
     }
 }
 
@@ -49,11 +85,17 @@ impl<F: Scalar> Var<'_, F> {
 /// Seeds `∂root/∂root = 1` (all ones for a non-scalar root), adds the score-function seeds,
 /// and applies each node's backward rule in reverse recording order, accumulating into its
 /// parents.
-fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize) -> Result<Gradients<F>> {
+///
+/// With `free`, each op node's value below the root is released once the sweep has applied its
+/// rule (its consumers', which read it, come after it on the tape and were applied first).
+fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize, free: bool) -> Result<Gradients<F>> {
     if !tape.records {
         return Err(Error::NoGraph);
     }
-    let nodes = tape.nodes.borrow();
+    if tape.freed.get() {
+        return Err(Error::ValuesFreed);
+    }
+    let mut nodes = tape.nodes.borrow_mut();
     check_forward_anomaly(tape, &nodes, root)?;
     let check = tape.detect_anomaly.get();
 
@@ -68,64 +110,13 @@ fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize) -> Result<Gradients<F>> {
             accumulate(&mut grads[node], seed);
         }
     }
+    if free {
+        tape.freed.set(true);
+    }
     for i in (0..=root).rev() {
-        let node = &nodes[i];
-        if !node.requires_grad || node.parents.is_empty() {
-            continue;
-        }
-        let (below, here) = grads.split_at_mut(i);
-        let Some(grad) = here[0].take() else {
-            continue;
-        };
-        let inputs = node.inputs(&nodes);
-        let needs: SmallVec<[bool; 2]> = node
-            .parents
-            .iter()
-            .map(|&p| nodes[p as usize].requires_grad)
-            .collect();
-        let parent_grads = node.op.backward(&Backward {
-            inputs: &inputs,
-            output: &node.value,
-            grad: &grad,
-            needs: &needs,
-        });
-        // an intermediate's gradient is freed once its inputs have theirs
-        if node.retain_grad {
-            here[0] = Some(grad);
-        } else {
-            crate::pool::give(grad);
-        }
-        for (&p, pg) in node.parents.iter().zip(parent_grads) {
-            let Some(pg) = pg else { continue };
-            if check && let Some(value) = first_nonfinite(&pg) {
-                return Err(Error::Anomaly {
-                    op: node.op.name(),
-                    location: node.location,
-                    pass: Pass::Backward,
-                    value,
-                });
-            }
-            debug_assert_eq!(
-                pg.shape(),
-                nodes[p as usize].value.shape(),
-                "{}",
-                node.op.name()
-            );
-            let slot = &mut below[p as usize];
-            let summed = slot.is_some();
-            accumulate(slot, pg);
-            // two finite contributions can overflow when added (a value used twice)
-            if check
-                && summed
-                && let Some(value) = slot.as_ref().and_then(first_nonfinite)
-            {
-                return Err(Error::Anomaly {
-                    op: node.op.name(),
-                    location: node.location,
-                    pass: Pass::Backward,
-                    value,
-                });
-            }
+        apply_rule(&nodes, &mut grads, i, check)?;
+        if free && i != root && !matches!(nodes[i].op, Op::Leaf(_)) {
+            nodes[i].value.release();
         }
     }
     let mut params = Vec::new();
@@ -143,6 +134,76 @@ fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize) -> Result<Gradients<F>> {
         }
     }
     Ok(Gradients::new(tape.id(), params, kept))
+}
+
+/// Applies node `i`'s backward rule to its gradient, if it has one, and accumulates what the
+/// rule returns into its parents' gradients (freeing an intermediate's own gradient unless it
+/// is retained).
+fn apply_rule<F: Scalar>(
+    nodes: &[Node<F>],
+    grads: &mut [Option<ArrayD<F>>],
+    i: usize,
+    check: bool,
+) -> Result<()> {
+    let node = &nodes[i];
+    if !node.requires_grad || node.parents.is_empty() {
+        return Ok(());
+    }
+    let (below, here) = grads.split_at_mut(i);
+    let Some(grad) = here[0].take() else {
+        return Ok(());
+    };
+    let inputs = node.inputs(nodes);
+    let needs: SmallVec<[bool; 2]> = node
+        .parents
+        .iter()
+        .map(|&p| nodes[p as usize].requires_grad)
+        .collect();
+    let parent_grads = node.op.backward(&Backward {
+        inputs: &inputs,
+        output: &node.value,
+        grad: &grad,
+        needs: &needs,
+    });
+    // an intermediate's gradient is freed once its inputs have theirs
+    if node.retain_grad {
+        here[0] = Some(grad);
+    } else {
+        crate::pool::give(grad);
+    }
+    for (&p, pg) in node.parents.iter().zip(parent_grads) {
+        let Some(pg) = pg else { continue };
+        if check && let Some(value) = first_nonfinite(&pg) {
+            return Err(Error::Anomaly {
+                op: node.op.name(),
+                location: node.location,
+                pass: Pass::Backward,
+                value,
+            });
+        }
+        debug_assert_eq!(
+            pg.shape(),
+            nodes[p as usize].value.shape(),
+            "{}",
+            node.op.name()
+        );
+        let slot = &mut below[p as usize];
+        let summed = slot.is_some();
+        accumulate(slot, pg);
+        // two finite contributions can overflow when added (a value used twice)
+        if check
+            && summed
+            && let Some(value) = slot.as_ref().and_then(first_nonfinite)
+        {
+            return Err(Error::Anomaly {
+                op: node.op.name(),
+                location: node.location,
+                pass: Pass::Backward,
+                value,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// With anomaly detection on, the first non-finite forward value among the root's ancestors

@@ -168,6 +168,14 @@ pub enum Error {
     )]
     NoGraph,
 
+    /// Backward was asked of a tape whose intermediate values an earlier
+    /// [`Var::backward_and_free`](crate::Var::backward_and_free) released.
+    #[error(
+        "backward on a tape whose values backward_and_free released; record the step on a new \
+         tape, or use backward, which keeps them, when one tape is differentiated twice"
+    )]
+    ValuesFreed,
+
     /// A surrogate was used inside a non-linear op, where it estimates no gradient.
     #[error(
         "the surrogate taken at {surrogate} is used inside `{op}` (recorded at {location}), \

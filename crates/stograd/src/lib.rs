@@ -44,6 +44,7 @@
 
 mod backward;
 pub mod broadcast;
+mod caller;
 pub mod check;
 pub mod diagnostics;
 pub mod dist;
@@ -55,6 +56,7 @@ mod params;
 mod pool;
 mod scalar;
 mod tape;
+mod value;
 
 /// The `ndarray` version stograd's arrays come from: use it, so the types match.
 pub use ndarray;

@@ -4,9 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::panic::Location;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array, ArrayD, Dimension};
@@ -15,6 +13,8 @@ use smallvec::SmallVec;
 use crate::estimator::Register;
 use crate::ops::{Leaf, Op};
 use crate::params::Bound;
+use crate::value::FREED;
+pub(crate) use crate::value::Value;
 use crate::{Params, Scalar};
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
@@ -29,24 +29,6 @@ pub(crate) struct Node<F: Scalar> {
     /// Whether backward keeps this node's gradient although it is not a leaf.
     pub(crate) retain_grad: bool,
     pub(crate) location: &'static Location<'static>,
-}
-
-/// A node's value: its own array, or a parameter's, shared with [`Params`](crate::Params)
-/// without a copy.
-pub(crate) enum Value<F> {
-    Owned(ArrayD<F>),
-    Shared(Arc<ArrayD<F>>),
-}
-
-impl<F> Deref for Value<F> {
-    type Target = ArrayD<F>;
-
-    fn deref(&self) -> &ArrayD<F> {
-        match self {
-            Value::Owned(a) => a,
-            Value::Shared(a) => a,
-        }
-    }
 }
 
 impl<F: Scalar> Node<F> {
@@ -119,9 +101,11 @@ pub struct Tape<'p, F: Scalar> {
     pub(crate) bound: Option<Bound<F>>,
     /// Whether the tape records a graph (false on an inference tape).
     pub(crate) records: bool,
+    /// Whether `backward_and_free` has released the intermediate values.
+    pub(crate) freed: Cell<bool>,
     /// While a distribution method runs, the user's call into it: the nodes it records are
     /// attributed there, so anomaly reports name the user's line, not stograd's.
-    caller: Cell<Option<&'static Location<'static>>>,
+    pub(crate) caller: Cell<Option<&'static Location<'static>>>,
     /// A bound tape borrows its store, so the store cannot change under it: an update
     /// waits until the tape is dropped, and then happens in place.
     _params: PhantomData<&'p Params<F>>,
@@ -195,6 +179,7 @@ impl<F: Scalar> Tape<'_, F> {
             register: RefCell::new(Register::default()),
             bound,
             records,
+            freed: Cell::new(false),
             caller: Cell::new(None),
             _params: PhantomData,
         }
@@ -339,8 +324,16 @@ impl<F: Scalar> Tape<'_, F> {
     }
 
     /// Runs `f` on the value of node `index`.
+    ///
+    /// # Panics
+    /// If `backward_and_free` released the value, naming the caller's line.
+    #[track_caller]
     pub(crate) fn with_value<R>(&self, index: u32, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
-        f(&self.nodes.borrow()[index as usize].value)
+        let nodes = self.nodes.borrow();
+        match &nodes[index as usize].value {
+            Value::Freed(_) => panic!("{FREED} (at {})", Location::caller()),
+            value => f(value),
+        }
     }
 
     /// Panics unless `var` was recorded on this tape.
@@ -369,6 +362,10 @@ impl<'t, F: Scalar> Var<'t, F> {
     }
 
     /// A copy of the value.
+    ///
+    /// # Panics
+    /// If [`backward_and_free`](Var::backward_and_free) released it.
+    #[track_caller]
     pub fn value(self) -> ArrayD<F> {
         self.tape.with_value(self.index, ArrayD::clone)
     }
@@ -392,23 +389,34 @@ impl<'t, F: Scalar> Var<'t, F> {
     }
 
     /// Runs `f` on the value without copying it. `f` must not record on the tape.
+    #[track_caller]
     pub(crate) fn with_value<R>(self, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
         self.tape.with_value(self.index, f)
     }
 
     /// The shape of the value.
     pub fn shape(self) -> Vec<usize> {
-        self.tape.with_value(self.index, |v| v.shape().to_vec())
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .to_vec()
     }
 
     /// The number of axes.
     pub fn ndim(self) -> usize {
-        self.tape.with_value(self.index, ArrayD::ndim)
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .len()
     }
 
     /// The number of elements.
     pub fn len(self) -> usize {
-        self.tape.with_value(self.index, ArrayD::len)
+        self.tape.nodes.borrow()[self.index as usize]
+            .value
+            .shape()
+            .iter()
+            .product()
     }
 
     /// Whether the value has no elements.
@@ -449,42 +457,11 @@ impl<F: Scalar> fmt::Display for Var<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let nodes = self.tape.nodes.borrow();
         let node = &nodes[self.index as usize];
-        fmt::Display::fmt(&*node.value, f)?;
+        match node.value {
+            Value::Freed(_) => f.write_str("(released by backward_and_free)")?,
+            ref value => fmt::Display::fmt(&**value, f)?,
+        }
         write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
-    }
-}
-
-/// While alive, the nodes recorded on a tape are attributed to one call site (see
-/// [`Tape::caller_scope`]).
-pub(crate) struct CallerScope<'a, F: Scalar> {
-    tape: &'a Tape<'a, F>,
-    outermost: bool,
-}
-
-impl<'a, F: Scalar> Tape<'a, F> {
-    /// Attributes the nodes recorded from now until the guard drops to `location`, unless an
-    /// enclosing scope already attributes them (a distribution method calling another keeps
-    /// the user's line).
-    pub(crate) fn caller_scope(
-        &'a self,
-        location: &'static Location<'static>,
-    ) -> CallerScope<'a, F> {
-        let outermost = self.caller.get().is_none();
-        if outermost {
-            self.caller.set(Some(location));
-        }
-        CallerScope {
-            tape: self,
-            outermost,
-        }
-    }
-}
-
-impl<F: Scalar> Drop for CallerScope<'_, F> {
-    fn drop(&mut self) {
-        if self.outermost {
-            self.tape.caller.set(None);
-        }
     }
 }
 

@@ -289,6 +289,81 @@ fn f32_gradients_agree_with_f64() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// backward_and_free
+// ---------------------------------------------------------------------------------------------
+
+/// One step of a model with a parameter used twice, a pathwise draw, a score-function draw
+/// with a learned baseline and a surrogate, differentiated with or without releasing values.
+fn released_step<F: Scalar>(free: bool) -> Vec<ArrayD<f64>> {
+    use rand::SeedableRng;
+    use stograd::Estimator;
+    use stograd::dist::{Bernoulli, Normal};
+    use stograd::estimator::Baseline;
+    let tape = Tape::<F>::new();
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(3);
+    let x = tape.variable(cast::<F>(&normal(&[6, 4], 20)));
+    let w = tape.variable(cast::<F>(&(normal(&[3, 4], 21) * 0.5)));
+    let h = x.linear(w, None).tanh();
+    let z = tape.sample(&Normal::new(h, h.square() + c::<F>(0.5)).unwrap(), rng);
+    let logits = z.linear(w.t(), None).sum_axis(1);
+    let baseline = tape.variable(cast::<F>(&normal(&[6], 22)));
+    let b = tape
+        .sample_with(
+            &Bernoulli::from_logits(logits).unwrap(),
+            Estimator::ScoreFunction {
+                baseline: Baseline::Learned(baseline),
+            },
+            rng,
+        )
+        .unwrap();
+    let cost = (b - z.sum_axis(1)).square() + w.square().sum();
+    let loss = tape.surrogate(cost).unwrap();
+    let grads = if free {
+        loss.backward_and_free()
+    } else {
+        loss.backward()
+    }
+    .unwrap();
+    [x, w, baseline]
+        .iter()
+        .map(|&v| grad_of(&grads, v))
+        .collect()
+}
+
+/// Releasing values changes no gradient, bit for bit.
+fn released_values_change_no_gradient<F: Scalar>() {
+    assert_eq!(released_step::<F>(true), released_step::<F>(false));
+}
+
+/// What stays readable after `backward_and_free`, and what says it was released.
+fn after_backward_and_free<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let x = var(&tape, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let h = x.exp();
+    let loss = h.sum();
+    let later = loss * c::<F>(2.0); // recorded after the root: not part of this backward
+    let grads = loss.backward_and_free().unwrap();
+    assert_eq!(
+        grad_of(&grads, x),
+        widen(&h.shape().iter().fold(x.value(), |v, _| v).mapv(|v| v.exp()))
+    );
+    assert!(loss.item().is_finite());
+    assert_eq!(x.value().len(), 6);
+    assert_eq!((h.shape(), h.ndim(), h.len()), (vec![2, 3], 2, 6));
+    assert!(later.item().is_finite());
+    let (msg, line) = (panic_message(|| h.value()), line!());
+    assert!(
+        msg.contains("backward_and_free") && msg.contains(&format!("{}:{line}:", file!())),
+        "{msg}"
+    );
+    // an op reading a released value says so too (without a line: ops read values directly)
+    let msg = panic_message(|| h + x);
+    assert!(msg.contains("backward_and_free"), "{msg}");
+    assert!(format!("{h}").contains("released"));
+    assert!(matches!(later.backward(), Err(Error::ValuesFreed)));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Anomaly detection
 // ---------------------------------------------------------------------------------------------
 
@@ -423,6 +498,8 @@ fn anomaly_inside_a_distribution_names_the_users_call<F: Scalar>() {
     assert_eq!((file, at), (file!(), line), "{op}");
     let _ = q.batch_shape();
 }
+
+for_each_float!(released_values_change_no_gradient, after_backward_and_free);
 
 for_each_float!(
     anomaly_names_the_first_forward_op,

@@ -321,7 +321,7 @@ impl Constraint {
 #[track_caller]
 pub(crate) fn at_caller<'t, F: Scalar, D: Distribution<'t, F> + ?Sized>(
     d: &D,
-) -> crate::tape::CallerScope<'t, F> {
+) -> crate::caller::CallerScope<'t, F> {
     let first = d.params()[0];
     first.tape().caller_scope(std::panic::Location::caller())
 }
