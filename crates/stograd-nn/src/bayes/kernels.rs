@@ -37,7 +37,7 @@ use stograd::ops::{Backward, CustomOp, custom};
 
 /// Arrays with at least this many elements are processed on rayon's pool, as the engine's
 /// elementwise ops are.
-pub(super) const PARALLEL: usize = 1 << 15;
+const PARALLEL: usize = 1 << 15;
 
 /// The length of the blocks a sum is split into.
 const BLOCK: usize = 2048;
