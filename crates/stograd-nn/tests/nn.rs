@@ -11,3 +11,4 @@ mod layers;
 mod optim;
 mod training;
 mod vae;
+mod vae_discrete;
