@@ -80,14 +80,31 @@ pub fn save_grid<F: Scalar>(
             }
         }
     }
-    let path = path.as_ref();
+    write_png(
+        path.as_ref(),
+        out_w,
+        out_h,
+        png::ColorType::Grayscale,
+        &pixels,
+    )
+}
+
+/// Writes 8-bit `pixels` (rows top to bottom, `color`'s channels interleaved) as a PNG,
+/// atomically.
+pub(crate) fn write_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    color: png::ColorType,
+    pixels: &[u8],
+) -> Result<()> {
     crate::fs::write_atomic(path, |out| {
-        let mut encoder = png::Encoder::new(out, out_w as u32, out_h as u32);
-        encoder.set_color(png::ColorType::Grayscale);
+        let mut encoder = png::Encoder::new(out, width as u32, height as u32);
+        encoder.set_color(color);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
         writer
-            .write_image_data(&pixels)
+            .write_image_data(pixels)
             .map_err(std::io::Error::other)?;
         writer.finish().map_err(std::io::Error::other)
     })

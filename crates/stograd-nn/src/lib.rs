@@ -58,6 +58,7 @@
 //! | [`checkpoint`] | safetensors checkpoints, written atomically |
 //! | [`fs`] | atomic file writes |
 //! | [`image`] | PNG grids of images |
+//! | [`plot`] | PNG charts: curves, bands, histograms |
 //! | [`vae`] | variational autoencoders, ELBO and IWAE bounds |
 //!
 //! ## Threads
@@ -87,6 +88,7 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod plot;
 pub mod vae;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ mod data;
 mod init;
 mod layers;
 mod optim;
+mod plot;
 mod training;
 mod vae;
 mod vae_discrete;

@@ -35,10 +35,19 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 /// lacks and over every axis where `shape` has length 1 but `grad` does not.
 ///
 /// This is the adjoint of broadcasting: if `y = broadcast(x)`, then `∂L/∂x = sum_to(∂L/∂y)`.
+///
+/// # Panics
+/// If `shape` does not broadcast to `grad`'s shape, with both shapes and the caller's line.
+#[track_caller]
 pub fn sum_to<F: Scalar>(grad: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
     if grad.shape() == shape {
         return grad.clone();
     }
+    assert!(
+        broadcast_shape(grad.shape(), shape).as_deref() == Some(grad.shape()),
+        "sum_to: shape {shape:?} does not broadcast to the gradient's shape {:?}",
+        grad.shape()
+    );
     let lead = grad.ndim() - shape.len();
     let mut out = grad.clone();
     for _ in 0..lead {
@@ -56,6 +65,14 @@ pub fn sum_to<F: Scalar>(grad: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[should_panic(
+        expected = "sum_to: shape [2, 3] does not broadcast to the gradient's shape [3]"
+    )]
+    fn sum_to_names_shapes_that_do_not_broadcast() {
+        sum_to(&ArrayD::<f64>::zeros(IxDyn(&[3])), &[2, 3]);
+    }
 
     #[test]
     fn shapes_follow_numpy() {

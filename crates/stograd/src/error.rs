@@ -77,7 +77,8 @@ pub enum Error {
     Anomaly {
         /// The op's name, e.g. `"log"`.
         op: &'static str,
-        /// Where the op was recorded.
+        /// Where the op was recorded; for an op recorded inside a distribution's method
+        /// (`log_prob`, `entropy`, a draw, a KL), the user's call of that method.
         location: &'static Location<'static>,
         /// Which pass produced the value.
         pass: Pass,

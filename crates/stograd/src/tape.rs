@@ -119,6 +119,9 @@ pub struct Tape<'p, F: Scalar> {
     pub(crate) bound: Option<Bound<F>>,
     /// Whether the tape records a graph (false on an inference tape).
     pub(crate) records: bool,
+    /// While a distribution method runs, the user's call into it: the nodes it records are
+    /// attributed there, so anomaly reports name the user's line, not stograd's.
+    caller: Cell<Option<&'static Location<'static>>>,
     /// A bound tape borrows its store, so the store cannot change under it: an update
     /// waits until the tape is dropped, and then happens in place.
     _params: PhantomData<&'p Params<F>>,
@@ -192,6 +195,7 @@ impl<F: Scalar> Tape<'_, F> {
             register: RefCell::new(Register::default()),
             bound,
             records,
+            caller: Cell::new(None),
             _params: PhantomData,
         }
     }
@@ -321,7 +325,10 @@ impl<F: Scalar> Tape<'_, F> {
         })
     }
 
-    pub(crate) fn push_node(&self, node: Node<F>) -> Var<'_, F> {
+    pub(crate) fn push_node(&self, mut node: Node<F>) -> Var<'_, F> {
+        if let Some(location) = self.caller.get() {
+            node.location = location;
+        }
         let mut nodes = self.nodes.borrow_mut();
         let index = u32::try_from(nodes.len()).expect("a tape holds at most 2³² nodes");
         if self.detect_anomaly.get() && first_nonfinite(&node.value).is_some() {
@@ -444,6 +451,40 @@ impl<F: Scalar> fmt::Display for Var<'_, F> {
         let node = &nodes[self.index as usize];
         fmt::Display::fmt(&*node.value, f)?;
         write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
+    }
+}
+
+/// While alive, the nodes recorded on a tape are attributed to one call site (see
+/// [`Tape::caller_scope`]).
+pub(crate) struct CallerScope<'a, F: Scalar> {
+    tape: &'a Tape<'a, F>,
+    outermost: bool,
+}
+
+impl<'a, F: Scalar> Tape<'a, F> {
+    /// Attributes the nodes recorded from now until the guard drops to `location`, unless an
+    /// enclosing scope already attributes them (a distribution method calling another keeps
+    /// the user's line).
+    pub(crate) fn caller_scope(
+        &'a self,
+        location: &'static Location<'static>,
+    ) -> CallerScope<'a, F> {
+        let outermost = self.caller.get().is_none();
+        if outermost {
+            self.caller.set(Some(location));
+        }
+        CallerScope {
+            tape: self,
+            outermost,
+        }
+    }
+}
+
+impl<F: Scalar> Drop for CallerScope<'_, F> {
+    fn drop(&mut self) {
+        if self.outermost {
+            self.tape.caller.set(None);
+        }
     }
 }
 

@@ -377,8 +377,56 @@ fn anomaly_reports_an_infinite_forward_value<F: Scalar>() {
     assert_eq!(value, f64::INFINITY);
 }
 
+/// A non-finite value made inside a distribution's method is reported at the user's call of
+/// that method, not at a line inside stograd.
+fn anomaly_inside_a_distribution_names_the_users_call<F: Scalar>() {
+    use stograd::dist::kl::kl_divergence;
+    use stograd::dist::{Distribution, MultivariateNormal, Normal};
+    let tape = Tape::<F>::new();
+    tape.detect_anomaly(true);
+    let mu = var(&tape, &[2], &[0.0, 1.0]);
+    let q = Normal::new(mu, var(&tape, &[2], &[1.0, 2.0])).unwrap();
+    // finite, but its square overflows
+    let huge = if F::epsilon().as_f64() > 1e-10 {
+        1e30
+    } else {
+        1e300
+    };
+    let x = var(&tape, &[2], &[huge, 0.0]);
+    let (lp, line) = (q.log_prob(x), line!());
+    let (op, at, file, _, _) = anomaly(backward_error(lp.sum()));
+    assert_eq!((file, at), (file!(), line), "{op}");
+
+    let eye = tape.constant(ndarray::Array2::<F>::eye(2).into_dyn());
+    let mvn = MultivariateNormal::new(mu, eye).unwrap();
+    let (lp, line) = (mvn.log_prob(x), line!());
+    let (op, at, file, _, _) = anomaly(backward_error(lp.sum()));
+    assert_eq!((file, at), (file!(), line), "{op}");
+
+    // a pathwise draw that overflows: z = m + m·2 for half the largest float m
+    let m = if F::epsilon().as_f64() > 1e-10 {
+        1.7e38
+    } else {
+        8.9e307
+    };
+    let far = Normal::new(var(&tape, &[1], &[m]), var(&tape, &[1], &[m])).unwrap();
+    let noise = tape.constant(array![c::<F>(2.0)].into_dyn());
+    let (z, line) = (far.reparameterize(noise).unwrap(), line!());
+    let (op, at, file, _, _) = anomaly(backward_error(z.sum()));
+    assert_eq!((file, at), (file!(), line), "{op}");
+
+    // a KL between distributions of which one has an infinite KL
+    let p = Normal::new(var(&tape, &[1], &[0.0]), var(&tape, &[1], &[1e-30])).unwrap();
+    let wide = Normal::new(var(&tape, &[1], &[huge]), var(&tape, &[1], &[1.0])).unwrap();
+    let (kl, line) = (kl_divergence(&p, &wide).unwrap(), line!());
+    let (op, at, file, _, _) = anomaly(backward_error(kl.sum()));
+    assert_eq!((file, at), (file!(), line), "{op}");
+    let _ = q.batch_shape();
+}
+
 for_each_float!(
     anomaly_names_the_first_forward_op,
+    anomaly_inside_a_distribution_names_the_users_call,
     anomaly_in_the_backward_pass,
     no_anomaly_error_when_detection_is_off,
     anomaly_ignores_values_the_root_does_not_depend_on,

@@ -310,3 +310,37 @@ fn sampling_a_distribution_of_another_tape_panics_at_the_call() {
     let (msg, line) = (panic_message(|| t2.surrogate(cost)), line!());
     assert_names(&msg, line, &["surrogate", "another tape"]);
 }
+
+fn ones<'t>(t: &'t Tape<'t, f64>) -> Var<'t, f64> {
+    t.constant(array![1.0, 1.0].into_dyn())
+}
+
+#[test]
+fn distributions_built_from_two_tapes_panic_at_the_call() {
+    use stograd::dist::kl::{kl_divergence, monte_carlo};
+    use stograd::dist::{LowRankMultivariateNormal, MultivariateNormal, Normal, Uniform};
+    let (t1, t2) = (Tape::<f64>::new(), Tape::<f64>::new());
+    let (zero, one, eye) = (
+        t1.constant(zeros(&[2])),
+        ones(&t2),
+        t2.constant(ndarray::Array2::<f64>::eye(2).into_dyn()),
+    );
+    let factor = t1.constant(zeros(&[2, 1]));
+    let (msg, line) = (panic_message(|| Normal::new(zero, one)), line!());
+    assert_names(&msg, line, &["Normal", "different tapes"]);
+    let (msg, line) = (panic_message(|| Uniform::new(zero, one)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let mvn = || MultivariateNormal::new(zero, eye);
+    let (msg, line) = (panic_message(mvn), line!() - 1);
+    assert_names(&msg, line, &["different tapes"]);
+    let low_rank = || LowRankMultivariateNormal::new(zero, factor, one);
+    let (msg, line) = (panic_message(low_rank), line!() - 1);
+    assert_names(&msg, line, &["different tapes"]);
+    let p = Normal::new(ones(&t1), ones(&t1)).unwrap();
+    let q = Normal::new(ones(&t2), ones(&t2)).unwrap();
+    let (msg, line) = (panic_message(|| kl_divergence(&p, &q)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+    let rng = &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let (msg, line) = (panic_message(|| monte_carlo(&p, &q, 4, rng)), line!());
+    assert_names(&msg, line, &["different tapes"]);
+}

@@ -443,6 +443,99 @@ fn impossible_outcomes_are_never_drawn<F: Scalar>() {
     assert_eq!(y[[0, 0]], F::min_positive_value());
 }
 
+/// The Concrete density on a face of the simplex, where the composed formula was `∞ − ∞`:
+/// with `m` zero coordinates it behaves as `ε^{τ(K−m)−m}`, so `−∞`, `+∞`, or (exponent 0) a
+/// finite limit, which the interior values approach as the point moves onto the face.
+fn relaxed_one_hot_on_the_boundary<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let l = [0.2, -0.4, 1.1];
+    let log_q = |tau: f64, y: [f64; 3]| {
+        let base = OneHotCategorical::from_logits(
+            tape.constant(array![c::<F>(l[0]), c::<F>(l[1]), c::<F>(l[2])].into_dyn()),
+        )
+        .unwrap();
+        let q = RelaxedOneHotCategorical::new(c::<F>(tau), base).unwrap();
+        let y = tape.constant(array![c::<F>(y[0]), c::<F>(y[1]), c::<F>(y[2])].into_dyn());
+        q.log_prob(y).item().as_f64()
+    };
+    // one zero coordinate, K = 3: exponent 2τ − 1; two (a vertex): τ − 2
+    assert_eq!(log_q(1.0, [0.0, 0.3, 0.7]), f64::NEG_INFINITY);
+    assert_eq!(log_q(0.25, [0.0, 0.3, 0.7]), f64::INFINITY);
+    assert_eq!(log_q(1.0, [1.0, 0.0, 0.0]), f64::INFINITY);
+    assert_eq!(log_q(3.0, [0.0, 1.0, 0.0]), f64::NEG_INFINITY);
+    assert_eq!(log_q(0.5, [-0.1, 0.4, 0.7]), f64::NEG_INFINITY);
+    assert_eq!(log_q(0.5, [0.0, 0.0, 0.0]), f64::NEG_INFINITY);
+    assert!(log_q(0.5, [f64::NAN, 0.4, 0.6]).is_nan());
+
+    // exponent 0: τ = ½ on a face, ln 2! + 2 ln ½ + Σl − 3/2 (ln 0.3 + ln 0.7) − 3 l₀
+    let face = 2f64.ln() + 2.0 * 0.5f64.ln() + 0.9 - 1.5 * (0.3f64.ln() + 0.7f64.ln()) - 0.6;
+    assert_rel("face", log_q(0.5, [0.0, 0.3, 0.7]), face, 8.0, eps::<F>());
+    // τ = 2 at a vertex: ln 2 + 2 ln 2 + Σl − 3 ln(e^{l₁} + e^{l₂})
+    let lse = (l[1].exp() + l[2].exp()).ln();
+    let vertex = 3.0 * 2f64.ln() + 0.9 - 3.0 * lse;
+    assert_rel(
+        "vertex",
+        log_q(2.0, [1.0, 0.0, 0.0]),
+        vertex,
+        8.0,
+        eps::<F>(),
+    );
+    // the interior approaches both, as δ^min(τ, 1) (f64 only: f32 cannot hold the small δ)
+    if eps::<F>() < 1e-10 {
+        let mut last = [f64::INFINITY; 2];
+        for delta in [1e-4, 1e-6, 1e-8] {
+            let errs = [
+                (log_q(0.5, [delta, 0.3 - delta / 2.0, 0.7 - delta / 2.0]) - face).abs(),
+                (log_q(2.0, [1.0 - 2.0 * delta, delta, delta]) - vertex).abs(),
+            ];
+            for (e, l) in errs.iter().zip(&mut last) {
+                assert!(*e < *l / 5.0, "interior error {e} after {l}");
+                *l = *e;
+            }
+        }
+        assert!(last[0] < 2e-3 && last[1] < 1e-7, "{last:?}");
+    }
+}
+
+/// Gradients on the boundary: finite where the density's limit is finite, never NaN, and a
+/// zero incoming gradient contributes nothing even where a local derivative is infinite.
+fn relaxed_one_hot_boundary_gradients<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let logits = tape.variable(array![c::<F>(0.2), c::<F>(-0.4), c::<F>(1.1)].into_dyn());
+    let y = tape.variable(array![c::<F>(0.0), c::<F>(0.3), c::<F>(0.7)].into_dyn());
+    let base = OneHotCategorical::from_logits(logits).unwrap();
+    let q = RelaxedOneHotCategorical::new(c::<F>(0.5), base).unwrap();
+    let g = q.log_prob(y).backward().unwrap();
+    // ∂/∂l: 1 − K·1 on the zero coordinate, 1 off it; ∂/∂y = −(τ+1)/y off it
+    let dl = g.wrt(logits).unwrap();
+    assert_eq!(
+        dl.iter().map(|v| v.as_f64()).collect::<Vec<_>>(),
+        vec![-2.0, 1.0, 1.0]
+    );
+    let dy = g.wrt(y).unwrap();
+    assert_rel("dy₁", dy[1].as_f64(), -1.5 / 0.3, 4.0, eps::<F>());
+    assert!(!dy[0].is_nan());
+    let masked = (q.log_prob(y) * tape.constant(ArrayD::zeros(IxDyn(&[]))))
+        .backward()
+        .unwrap();
+    assert!(masked.wrt(y).unwrap().iter().all(|&v| v == F::zero()));
+}
+
+fn relaxed_one_hot_gradcheck() {
+    check(
+        "RelaxedOneHotCategorical log_prob",
+        &[
+            array![[0.3, -1.2, 0.4], [2.0, 0.1, -0.5]].into_dyn(),
+            array![[0.2, 0.5, 0.3], [0.05, 0.15, 0.8]].into_dyn(),
+        ],
+        |_, v| {
+            let base = OneHotCategorical::from_logits(v[0]).unwrap();
+            let q = RelaxedOneHotCategorical::new(0.7, base).unwrap();
+            q.log_prob(v[1]).sum()
+        },
+    );
+}
+
 fn relaxed_gradcheck() {
     check(
         "RelaxedBernoulli log_prob",
@@ -459,10 +552,13 @@ fn relaxed_gradcheck() {
 
 for_each_float!(
     relaxed_bernoulli_boundary,
-    impossible_outcomes_are_never_drawn
+    impossible_outcomes_are_never_drawn,
+    relaxed_one_hot_on_the_boundary,
+    relaxed_one_hot_boundary_gradients
 );
 
 #[test]
 fn relaxed_gradchecks() {
     relaxed_gradcheck();
+    relaxed_one_hot_gradcheck();
 }

@@ -40,12 +40,15 @@ use crate::{Error, Result, Scalar, Var};
 /// [`Error::KlShapeMismatch`] with both shapes when the batch shapes do not broadcast or the
 /// event shapes differ, or when two categorical distributions differ in their number of
 /// categories (then the shapes given are those of the logits, `batch ++ [K]`).
+#[track_caller]
 pub fn kl_divergence<'t, F, P, Q>(p: &P, q: &Q) -> Result<Var<'t, F>>
 where
     F: Scalar,
     P: Distribution<'t, F> + ?Sized,
     Q: Distribution<'t, F> + ?Sized,
 {
+    same_tapes(p, q);
+    let _caller = crate::dist::at_caller(p);
     check_shapes(p, q)?;
     match (p.family(), q.family()) {
         (Family::Normal { loc: mp, scale: sp }, Family::Normal { loc: mq, scale: sq }) => {
@@ -105,6 +108,19 @@ where
             p: p.name(),
             q: q.name(),
         }),
+    }
+}
+
+/// Panics, at the caller's line, when a parameter of `q` was recorded on another tape than `p`'s.
+#[track_caller]
+fn same_tapes<'t, F: Scalar, P, Q>(p: &P, q: &Q)
+where
+    P: Distribution<'t, F> + ?Sized,
+    Q: Distribution<'t, F> + ?Sized,
+{
+    let first = p.params()[0];
+    for v in p.params().into_iter().chain(q.params()) {
+        crate::tape::same_tape("kl_divergence", first, v);
     }
 }
 
@@ -356,6 +372,7 @@ pub struct McEstimate<'t, F: Scalar> {
 /// # Errors
 /// [`Error::InvalidArgument`] for fewer than two samples (no standard error);
 /// [`Error::KlShapeMismatch`] as for [`kl_divergence`].
+#[track_caller]
 pub fn monte_carlo<'t, F, P, Q>(
     p: &P,
     q: &Q,
@@ -374,6 +391,8 @@ where
             value: samples as f64,
         });
     }
+    same_tapes(p, q);
+    let _caller = crate::dist::at_caller(p);
     check_shapes(p, q)?;
     let tape = p.params()[0].tape();
     let mut terms = Vec::with_capacity(samples);

@@ -432,6 +432,7 @@ impl<'t, F: Scalar, B: Base> LocScale<'t, F, B> {
     /// # Errors
     /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    #[track_caller]
     pub fn from_loc_scale(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
         same_tape(B::NAME, loc, scale);
         check_param(B::NAME, "loc", loc, Constraint::Finite)?;
@@ -495,6 +496,7 @@ impl<'t, F: Scalar, B: Standard> LocScale<'t, F, B> {
     /// # Errors
     /// [`Error::InvalidParameter`] if `loc` is not finite or `scale` is not positive and
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
+    #[track_caller]
     pub fn new(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
         Self::from_loc_scale(loc, scale)
     }
@@ -510,6 +512,7 @@ impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
     /// # Errors
     /// [`Error::InvalidParameter`] if a bound is not finite or `high ≤ low` somewhere;
     /// [`Error::IncompatibleShapes`] if the bounds do not broadcast together.
+    #[track_caller]
     pub fn new(low: Var<'t, F>, high: Var<'t, F>) -> Result<Self> {
         same_tape("Uniform", low, high);
         check_param("Uniform", "low", low, Constraint::Finite)?;
@@ -586,6 +589,7 @@ impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] if `rate` is not positive and finite.
+    #[track_caller]
     pub fn new(rate: Var<'t, F>) -> Result<Self> {
         check_param("Exponential", "rate", rate, Constraint::Positive)?;
         let loc = rate.tape().scalar(F::zero());
@@ -644,6 +648,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let location = Location::caller();
         match self.given {
             Given::Bounds { low, high } => {
@@ -666,6 +671,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.to_batch(match self.given {
             // H = 1 − ln rate, finite where ln(1/rate) is not
             Given::Rate(rate) => -rate.log() + F::from_f64(B::ENTROPY),
@@ -674,6 +680,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let m = B::MEAN.ok_or(Error::Undefined {
             distribution: B::NAME,
             quantity: "mean",
@@ -687,6 +694,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let v = B::VARIANCE.ok_or(Error::Undefined {
             distribution: B::NAME,
             quantity: "variance",
@@ -705,6 +713,7 @@ impl<'t, F: Scalar, B: Base> Distribution<'t, F> for LocScale<'t, F, B> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, self.batch_shape.clone())?;
         Ok(noise.mul_add(self.scale, self.loc))
     }

@@ -211,6 +211,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         gaussian_log_prob(
             NAME,
             self.loc,
@@ -221,10 +222,12 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(gaussian_entropy(&Cov::LowRank(self.cov), &self.batch_shape))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(broadcast_to(
             self.loc,
             &draw_shape(&self.batch_shape, &self.event_shape),
@@ -232,6 +235,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(broadcast_to(
             Cov::LowRank(self.cov).diag(),
             &draw_shape(&self.batch_shape, &self.event_shape),
@@ -248,6 +252,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for LowRankMultivariateNormal<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, self.noise_shape())?;
         Ok(path(self.loc, self.cov.u, self.cov.diag, noise))
     }

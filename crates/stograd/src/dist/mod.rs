@@ -16,6 +16,7 @@
 //! Constructors validate their parameters and return [`Error`] naming the
 //! parameter and the first bad value; no NaN leaks out of a constructor.
 
+mod concrete;
 pub mod discrete;
 mod gaussian;
 pub mod kl;
@@ -95,24 +96,28 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Panics
     /// If `x`'s shape does not broadcast against `batch ++ event`.
+    #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F>;
 
     /// The differential (or Shannon) entropy, shape `batch_shape`.
     ///
     /// # Errors
     /// [`Error::Undefined`] where no closed form exists.
+    #[track_caller]
     fn entropy(&self) -> Result<Var<'t, F>>;
 
     /// The mean, shape `batch ++ event`.
     ///
     /// # Errors
     /// [`Error::Undefined`] where the mean does not exist (Cauchy) or has no closed form.
+    #[track_caller]
     fn mean(&self) -> Result<Var<'t, F>>;
 
     /// The variance of each coordinate, shape `batch ++ event`.
     ///
     /// # Errors
     /// [`Error::Undefined`] where the variance does not exist or has no closed form.
+    #[track_caller]
     fn variance(&self) -> Result<Var<'t, F>>;
 
     /// Whether the base noise `ε` is symmetric about 0 (`ε` and `−ε` equally likely), which
@@ -140,6 +145,7 @@ pub trait Distribution<'t, F: Scalar> {
     /// # Errors
     /// [`Error::NoPathwise`] for distributions that are not reparameterizable;
     /// [`Error::ShapeMismatch`] when `noise` has the wrong shape.
+    #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
         let _ = noise;
         Err(Error::NoPathwise {
@@ -152,6 +158,7 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Errors
     /// [`Error::NoPathwise`] for distributions that are not reparameterizable.
+    #[track_caller]
     fn rsample(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let noise = self.noise(rng)?;
         let tape = self
@@ -168,6 +175,7 @@ pub trait Distribution<'t, F: Scalar> {
     /// # Errors
     /// [`Error::UnsupportedEstimator`] for distributions that are not Bernoulli or one-hot
     /// categorical.
+    #[track_caller]
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let _ = rng;
         Err(Error::UnsupportedEstimator {
@@ -183,6 +191,7 @@ pub trait Distribution<'t, F: Scalar> {
     ///
     /// # Errors
     /// [`Error::UnsupportedEstimator`] for distributions without a Concrete relaxation.
+    #[track_caller]
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
         let _ = (temperature, hard, rng);
         Err(Error::UnsupportedEstimator {
@@ -307,6 +316,16 @@ impl Constraint {
 }
 
 /// Checks every element of a parameter against its constraint.
+/// Attributes what a distribution method records to the user's call (see
+/// [`Tape::caller_scope`](crate::Tape)); call first thing in each method.
+#[track_caller]
+pub(crate) fn at_caller<'t, F: Scalar, D: Distribution<'t, F> + ?Sized>(
+    d: &D,
+) -> crate::tape::CallerScope<'t, F> {
+    let first = d.params()[0];
+    first.tape().caller_scope(std::panic::Location::caller())
+}
+
 pub(crate) fn check_param<F: Scalar>(
     distribution: &'static str,
     param: &'static str,

@@ -281,14 +281,17 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         gaussian_log_prob(NAME, self.loc, &self.cov(), &self.batch_shape, x)
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(gaussian_entropy(&self.cov(), &self.batch_shape))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(broadcast_to(
             self.loc,
             &draw_shape(&self.batch_shape, &self.event_shape),
@@ -296,6 +299,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(broadcast_to(
             self.cov().diag(),
             &draw_shape(&self.batch_shape, &self.event_shape),
@@ -315,6 +319,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for MultivariateNormal<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, draw_shape(&self.batch_shape, &self.event_shape))?;
         Ok(mat_vec(self.tril, noise) + self.loc)
     }

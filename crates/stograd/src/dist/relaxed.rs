@@ -27,13 +27,11 @@ use std::panic::Location;
 use ndarray::ArrayD;
 use rand::Rng;
 
-use ndarray::Zip;
-
+use super::concrete::{BinaryConcreteLogProb, ConcreteLogProb};
 use super::discrete::{one_hot_shape, value_shape};
 use super::gaussian::broadcast_to;
 use super::loc_scale::{Base, LogisticNoise, open01};
 use super::{Bernoulli, Distribution, OneHotCategorical, check_noise, draw_shape};
-use crate::ops::{Backward, CustomOp};
 use crate::{Error, Result, Scalar, Var};
 
 /// Checks that a temperature is positive and finite.
@@ -110,6 +108,7 @@ impl<'t, F: Scalar> RelaxedBernoulli<'t, F> {
     /// [`Error::InvalidArgument`] if `temperature` is not positive and finite.
     ///
     /// PyTorch: `RelaxedBernoulli(temperature, logits=l)` (or `probs=p`).
+    #[track_caller]
     pub fn new(temperature: F, base: Bernoulli<'t, F>) -> Result<Self> {
         check_temperature(temperature)?;
         Ok(RelaxedBernoulli { temperature, base })
@@ -158,6 +157,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, y: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = value_shape(
             self.name(),
             &y.shape(),
@@ -172,14 +172,17 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "entropy"))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "variance"))
     }
 
@@ -198,6 +201,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedBernoulli<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         check_noise(noise, self.batch_shape().to_vec())?;
         let y = ((self.logits() + noise) / self.temperature).sigmoid();
         let y = y.clamp(F::min_positive_value(), F::one() - F::epsilon());
@@ -275,6 +279,7 @@ impl<'t, F: Scalar> RelaxedOneHotCategorical<'t, F> {
     /// [`Error::InvalidArgument`] if `temperature` is not positive and finite.
     ///
     /// PyTorch: `RelaxedOneHotCategorical(temperature, logits=l)` (or `probs=p`).
+    #[track_caller]
     pub fn new(temperature: F, base: OneHotCategorical<'t, F>) -> Result<Self> {
         check_temperature(temperature)?;
         Ok(RelaxedOneHotCategorical { temperature, base })
@@ -332,29 +337,27 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, y: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = one_hot_shape(self.name(), y, &self.draw_shape(), Location::caller());
-        let last = shape.len() - 1;
-        let (tau, k) = (self.temperature, self.categories());
-        // ln (K − 1)! + (K − 1) ln τ
-        let log_factorial: f64 = (2..k).map(|i| (i as f64).ln()).sum();
-        let constant = F::from_f64(log_factorial) + F::from_f64((k - 1) as f64) * tau.ln();
-        let x = y.log();
-        let s = self.logits() - x * tau;
-        // y may have fewer axes than the batch: its own last axis holds the categories.
-        (s.sum_axis(last) - s.logsumexp_axis(last) * F::from_f64(k as f64))
-            - x.sum_axis(x.ndim() - 1)
-            + constant
+        let l = broadcast_to(self.logits(), &shape);
+        let op = ConcreteLogProb {
+            temperature: self.temperature,
+        };
+        y.tape().apply(op, &[l, broadcast_to(y, &shape)])
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "entropy"))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(no_closed_form(self.name(), "variance"))
     }
 
@@ -367,6 +370,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
 
     #[track_caller]
     fn reparameterize(&self, noise: Var<'t, F>) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let shape = self.draw_shape();
         let last = shape.len() - 1;
         check_noise(noise, shape)?;
@@ -409,80 +413,4 @@ fn pin_impossible<'t, F: Scalar>(
     }
     let tape = y.tape();
     y * tape.constant(mask) + tape.constant(fixed)
-}
-
-/// The binary Concrete log density at temperature `τ`; inputs `[l, y]` of one shape.
-///
-/// With `t = ln y − ln(1 − y)` and `d = l − τt`,
-/// `log q(y) = ln τ + ℓ(d) − ln y − ln(1 − y)`, `ℓ(d) = −|d| − 2 ln(1 + e^{−|d|})` (the logistic
-/// log density, without `d − 2 softplus(d)`'s `∞ − ∞`). `∂/∂l = ℓ'(d) = −tanh(d/2)`,
-/// `∂/∂y = −τ ℓ'(d)/(y(1 − y)) − 1/y + 1/(1 − y)`.
-///
-/// At the boundary the density's limit: as `y → 0`, `log q ≈ −l + (τ − 1) ln y`, so `+∞` for
-/// `τ < 1`, `−∞` for `τ > 1`, and `−l` at `τ = 1`, where `q(y) = eˡ/(y + (1 − y)eˡ)²`; as
-/// `y → 1`, the mirror image (`l` for `−l`). Outside `[0, 1]`, `−∞`.
-struct BinaryConcreteLogProb<F>(F);
-
-impl<F: Scalar> BinaryConcreteLogProb<F> {
-    /// `(log q, ∂/∂l, ∂/∂y)` at one point.
-    fn eval(&self, l: F, y: F) -> (F, F, F) {
-        let (tau, one, two) = (self.0, F::one(), F::from_f64(2.0));
-        if y > F::zero() && y < one {
-            let (ly, l1y) = (y.ln(), (-y).ln_1p());
-            let d = l - (ly - l1y) * tau;
-            let a = d.abs();
-            let ell = -a - two * (-a).exp().ln_1p();
-            let dell = -(d * F::from_f64(0.5)).tanh();
-            let dy = -tau * dell / (y * (one - y)) - y.recip() + (one - y).recip();
-            (tau.ln() + ell - ly - l1y, dell, dy)
-        } else if y == F::zero() || y == one {
-            // mirror y → 1 − y, l → −l onto y = 0
-            let (l, sign) = if y == F::zero() { (l, one) } else { (-l, -one) };
-            let inf = F::infinity();
-            let (v, dy) = if tau == one {
-                // q = eˡ/(y + (1 − y)eˡ)² at y = 0: e^{−l}; ∂/∂y ln q = −2(e^{−l} − 1)
-                (-l, -two * ((-l).exp() - one))
-            } else if tau < one {
-                (inf, -inf)
-            } else {
-                (-inf, inf)
-            };
-            (v, -sign, sign * dy)
-        } else if y.is_nan() {
-            (y, y, y)
-        } else {
-            (F::neg_infinity(), F::zero(), F::zero())
-        }
-    }
-}
-
-impl<F: Scalar> CustomOp<F> for BinaryConcreteLogProb<F> {
-    fn name(&self) -> &'static str {
-        "RelaxedBernoulli"
-    }
-
-    fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
-        Zip::from(inputs[0])
-            .and(inputs[1])
-            .map_collect(|&l, &y| self.eval(l, y).0)
-    }
-
-    fn backward(&self, b: &Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
-        let part = |i: usize| {
-            b.needs(i).then(|| {
-                Zip::from(b.grad())
-                    .and(b.input(0))
-                    .and(b.input(1))
-                    .map_collect(|&g, &l, &y| {
-                        let (_, dl, dy) = self.eval(l, y);
-                        g * if i == 0 { dl } else { dy }
-                    })
-            })
-        };
-        vec![part(0), part(1)]
-    }
-
-    fn keeps_rows(&self, input: usize, inputs: &[&[usize]], output: &[usize]) -> bool {
-        crate::ops::rows_aligned(inputs[input], output)
-    }
 }

@@ -56,7 +56,7 @@ impl NnOp {
                         let dot: F = g.iter().zip(y).map(|(&g, &y)| g * y).sum();
                         g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
                     } else {
-                        let total: F = g.iter().copied().sum();
+                        let total = pairwise_sum(g, |v| v);
                         g.iter_mut()
                             .zip(y)
                             .for_each(|(g, &y)| *g -= y.exp() * total);

@@ -79,6 +79,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// included).
     ///
     /// PyTorch: `Bernoulli(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         check_param("Bernoulli", "probs", probs, Constraint::UnitInterval)?;
         Ok(Bernoulli {
@@ -93,6 +94,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) naming the first element of `logits` that is not finite.
     ///
     /// PyTorch: `Bernoulli(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         check_param("Bernoulli", "logits", logits, Constraint::Finite)?;
         Ok(Bernoulli {
@@ -148,6 +150,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = value_shape(
             "Bernoulli",
             &x.shape(),
@@ -159,21 +162,25 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         // −p ln σ(l) − (1 − p) ln σ(−l)
         Ok(self.logits().bce_with_logits(self.probs()))
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.probs())
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let p = self.probs();
         Ok(p * one_minus(p))
     }
 
     /// `hard + p − stop_grad(p)`: the 0/1 draw forward, `∂z/∂p = 1` backward.
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(straight_through(self.sample(rng), self.probs()))
     }
 
@@ -184,6 +191,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Bernoulli<'t, F> {
     /// A [`RelaxedBernoulli`] draw `σ((l + L)/τ)` with logistic noise `L`; with `hard`, the
     /// forward value is `1[y > ½]`, which is exactly a Bernoulli(`p`) draw.
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let y = RelaxedBernoulli::new(temperature, self.clone())?.rsample(rng)?;
         let half = F::from_f64(0.5);
         Ok(if hard {

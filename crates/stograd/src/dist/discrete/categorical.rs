@@ -194,6 +194,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `probs` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_probs("Categorical", probs).map(|params| Categorical { params })
     }
@@ -206,6 +207,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if `logits` is 0-dimensional or has no categories.
     ///
     /// PyTorch: `Categorical(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_logits("Categorical", logits).map(|params| Categorical { params })
     }
@@ -255,6 +257,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let location = Location::caller();
         let k = self.categories();
         let shape = value_shape("Categorical", &x.shape(), self.batch_shape(), location);
@@ -277,19 +280,23 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.params.entropy())
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(labels("mean"))
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Err(labels("variance"))
     }
 
     /// Straight-through needs one-hot draws: use [`OneHotCategorical`].
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let _ = rng;
         Err(Error::UnsupportedEstimator {
             estimator: "StraightThrough",
@@ -310,6 +317,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for Categorical<'t, F> {
     /// A relaxed one-hot draw of shape `batch ++ [K]` (not an index): the
     /// [`OneHotCategorical`] relaxation with the same logits.
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         OneHotCategorical::from_logits(self.logits())?.gumbel_softmax(temperature, hard, rng)
     }
 
@@ -379,6 +387,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// As [`Categorical::from_probs`].
     ///
     /// PyTorch: `OneHotCategorical(probs=p)`.
+    #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_probs("OneHotCategorical", probs)
             .map(|params| OneHotCategorical { params })
@@ -390,6 +399,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// As [`Categorical::from_logits`].
     ///
     /// PyTorch: `OneHotCategorical(logits=l)`.
+    #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
         CategoricalParams::from_logits("OneHotCategorical", logits)
             .map(|params| OneHotCategorical { params })
@@ -444,25 +454,30 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
 
     #[track_caller]
     fn log_prob(&self, x: Var<'t, F>) -> Var<'t, F> {
+        let _caller = crate::dist::at_caller(self);
         let shape = one_hot_shape(self.name(), x, &self.params.shape, Location::caller());
         (x * self.logits()).sum_axis(shape.len() - 1)
     }
 
     fn entropy(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.params.entropy())
     }
 
     fn mean(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(self.probs())
     }
 
     fn variance(&self) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let p = self.probs();
         Ok(p * one_minus(p))
     }
 
     /// `hard + p − stop_grad(p)`: the one-hot draw forward, `∂z/∂p = I` backward.
     fn straight_through(&self, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         Ok(straight_through(self.sample(rng), self.probs()))
     }
 
@@ -474,6 +489,7 @@ impl<'t, F: Scalar> Distribution<'t, F> for OneHotCategorical<'t, F> {
     /// `hard`, the forward value is the one-hot argmax, which is exactly a categorical draw
     /// (the Gumbel-max trick).
     fn gumbel_softmax(&self, temperature: F, hard: bool, rng: &mut dyn Rng) -> Result<Var<'t, F>> {
+        let _caller = crate::dist::at_caller(self);
         let y = RelaxedOneHotCategorical::new(temperature, self.clone())?.rsample(rng)?;
         Ok(if hard {
             straight_through(one_hot_argmax(&y.value()), y)
