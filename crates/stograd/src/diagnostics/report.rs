@@ -627,11 +627,29 @@ impl Comparison {
         self.warnings(f)
     }
 
+    /// One line per estimator with heavy-tailed coordinates.
     fn warnings(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for r in &self.reports {
-            for w in r.stats.warnings() {
-                writeln!(f, "\nwarning: {:?}, {w}", r.label)?;
-            }
+            let heavy = r.stats.heavy_tailed();
+            let Some(&lowest) = heavy
+                .iter()
+                .min_by(|&&i, &&j| r.stats.tail_index[i].total_cmp(&r.stats.tail_index[j]))
+            else {
+                continue;
+            };
+            let runs = r.stats.runs;
+            writeln!(
+                f,
+                "\nwarning: {:?}: {} of {} coordinates have a tail index below {} (the lowest {:.2}, \
+                 coordinate {lowest}; Hill estimates from the {} largest of {runs} values): their \
+                 variance looks infinite and their standard errors are meaningless",
+                r.label,
+                heavy.len(),
+                r.stats.tail_index.len(),
+                super::INFINITE_VARIANCE_TAIL,
+                r.stats.tail_index[lowest],
+                (runs as f64).sqrt().ceil()
+            )?;
         }
         Ok(())
     }
