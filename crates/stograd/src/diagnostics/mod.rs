@@ -12,7 +12,7 @@ mod compare;
 mod report;
 
 pub use compare::{Candidate, compare, compare_rows, flat_gradient, replicate_seed};
-pub use report::{Bias, Comparison, EstimatorReport, NotBelow};
+pub use report::{Bias, Comparison, EstimatorReport, NotBelow, TAIL_CHECK_RUNS};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;

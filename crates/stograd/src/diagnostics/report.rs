@@ -6,13 +6,21 @@ use std::ops::Index;
 
 use super::{GradientStats, summarize};
 
+/// The fewest estimates for which the printed table warns of heavy tails: the Hill estimate
+/// uses the `⌈√n⌉` largest values, and below about 32 of them its relative error (`1/√k`)
+/// flags light-tailed and bounded gradients as heavy.
+pub const TAIL_CHECK_RUNS: usize = 1_000;
+
 /// What [`compare`](super::compare) measured: one [`EstimatorReport`] per candidate, in the
 /// candidates' order, indexable by label (`table["reinforce"]`).
 ///
 /// `Display` prints a markdown table with one row per estimator (the gradient's total
 /// variance, its signal-to-noise ratio, the norm and the largest standardized coordinate of
 /// its bias, and the time per estimate); the alternate form `{:#}` prints one row per
-/// estimator and coordinate. [`to_csv`](Self::to_csv) writes the per-coordinate table.
+/// estimator and coordinate. Both end with a line per estimator whose gradient looks
+/// heavy-tailed (a tail index below 2, see [`GradientStats::heavy_tailed`]), when there are
+/// at least [`TAIL_CHECK_RUNS`] estimates. [`to_csv`](Self::to_csv) writes the per-coordinate
+/// table, tail indices included.
 #[derive(Clone, Debug)]
 pub struct Comparison {
     /// One report per candidate.
@@ -627,9 +635,13 @@ impl Comparison {
         self.warnings(f)
     }
 
-    /// One line per estimator with heavy-tailed coordinates.
+    /// One line per estimator with heavy-tailed coordinates, when there are enough estimates
+    /// to tell.
     fn warnings(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for r in &self.reports {
+            if r.stats.runs < TAIL_CHECK_RUNS {
+                continue;
+            }
             let heavy = r.stats.heavy_tailed();
             let Some(&lowest) = heavy
                 .iter()
