@@ -13,3 +13,4 @@ mod optim;
 mod plot;
 mod training;
 mod vae;
+mod vae_discrete;

@@ -5,6 +5,7 @@
 mod common;
 
 mod backward;
+mod compare;
 mod credit;
 mod credit_property;
 mod discrete;

@@ -17,9 +17,21 @@
 //! With the default [`Likelihood::Bernoulli`], the reconstruction term treats pixel
 //! intensities in `[0, 1]` as Bernoulli targets, as the PyTorch example does (for binarized
 //! data it is the exact log-likelihood); [`Likelihood::Normal`] is for real-valued data.
+//!
+//! [`DiscreteVae`] has discrete latents instead ([`DiscreteLatent`]: categorical or Bernoulli
+//! factors, a uniform prior), trained with the gradient estimator chosen per call
+//! ([`DiscreteEstimator`]) and evaluated with the true, unrelaxed posterior.
 
+mod discrete;
+mod discrete_estimator;
+mod latent;
 mod posterior;
 
+pub use discrete::{DiscreteElbo, DiscreteVae, DiscreteVaeConfig};
+pub use discrete_estimator::{
+    BaselineNet, DiscreteEstimator, UnknownEstimator, annealed_temperature,
+};
+pub use latent::{DiscreteLatent, DiscreteQ};
 pub use posterior::{Posterior, Q};
 
 use rand_distr::StandardNormal;
@@ -91,6 +103,20 @@ pub enum Likelihood {
 }
 
 impl Likelihood {
+    /// An error for a normal likelihood whose scale is not positive and finite.
+    fn validate(self) -> Result<()> {
+        if let Likelihood::Normal { scale } = self
+            && !(scale > 0.0 && scale.is_finite())
+        {
+            return Err(Error::InvalidArgument {
+                name: "observation scale",
+                constraint: "positive and finite",
+                value: scale,
+            });
+        }
+        Ok(())
+    }
+
     /// `log p(x | o)` per row, `[b]`.
     fn log_prob<'t, F: Scalar>(self, out: Var<'t, F>, x: Var<'t, F>) -> Var<'t, F> {
         match self {
@@ -228,15 +254,7 @@ impl Vae {
             });
         }
         config.posterior.validate(config.latent)?;
-        if let Likelihood::Normal { scale } = config.likelihood
-            && !(scale > 0.0 && scale.is_finite())
-        {
-            return Err(Error::InvalidArgument {
-                name: "observation scale",
-                constraint: "positive and finite",
-                value: scale,
-            });
-        }
+        config.likelihood.validate()?;
         let scope = |part: &str| crate::layers::scoped(prefix, part);
         let mut widths = vec![config.input];
         widths.extend(&config.hidden);

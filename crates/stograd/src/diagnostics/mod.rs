@@ -1,5 +1,18 @@
 //! Tools for judging gradient estimators: repeated runs summarized as mean, standard error and
-//! variance per coordinate, with a tail check that warns when the variance looks infinite.
+//! variance per coordinate, with a tail check that warns when the variance looks infinite, and
+//! a harness that compares several estimators on the same model.
+//!
+//! - [`gradient_stats`] runs one estimator on fresh noise and summarizes the draws.
+//! - [`compare`] (and [`compare_rows`]) runs several [`Candidate`] estimators on the same
+//!   model with common random numbers and returns a [`Comparison`]: bias with its standard
+//!   error against an exact gradient, variance, signal-to-noise ratio and time per estimate,
+//!   printable as markdown and CSV, with assertions for a `#[test]`.
+
+mod compare;
+mod report;
+
+pub use compare::{Candidate, compare, compare_rows, flat_gradient, replicate_seed};
+pub use report::{Bias, Comparison, EstimatorReport, NotBelow, TAIL_CHECK_RUNS};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -111,8 +124,15 @@ where
         push(estimate(&mut rng)?)?;
     }
 
+    Ok(summarize(&draws))
+}
+
+/// The summary of draws kept coordinate by coordinate (`draws[i]` holds every draw of
+/// coordinate `i`, at least 2 of them).
+pub(crate) fn summarize(draws: &[Vec<f64>]) -> GradientStats {
+    let runs = draws.first().map_or(0, Vec::len);
     let n = runs as f64;
-    let mean: Vec<f64> = draws.iter().map(|d| d.iter().sum::<f64>() / n).collect();
+    let mean: Vec<f64> = draws.iter().map(|d| compensated_sum(d) / n).collect();
     let variance: Vec<f64> = draws
         .iter()
         .zip(&mean)
@@ -120,13 +140,29 @@ where
         .collect();
     let std_error = variance.iter().map(|v| (v / n).sqrt()).collect();
     let tail_index = draws.iter().map(|d| hill_tail_index(d)).collect();
-    Ok(GradientStats {
+    GradientStats {
         runs,
         mean,
         std_error,
         variance,
         tail_index,
-    })
+    }
+}
+
+/// `Σ x` with Neumaier's compensation, so that the mean of many equal draws is that value to
+/// rounding (an exact estimator is recognized as one) rather than off by `n ε` of it.
+fn compensated_sum(x: &[f64]) -> f64 {
+    let (mut sum, mut carry) = (0.0f64, 0.0f64);
+    for &v in x {
+        let t = sum + v;
+        carry += if sum.abs() >= v.abs() {
+            (sum - t) + v
+        } else {
+            (v - t) + sum
+        };
+        sum = t;
+    }
+    sum + carry
 }
 
 /// The Hill estimator of the tail index of `|x|` from its `⌈√n⌉` largest values.
