@@ -3,8 +3,9 @@
 //! `discrete_vae_step/<estimator>`: Jang, Gu & Poole's MNIST model (784-512-256-(20 × 10
 //! categorical)-256-512-784, ReLU, Bernoulli decoder, batch 100, f32): record the ELBO with the
 //! estimator's sample node, backward, Adam, from one of rayon's threads as the
-//! `vae_discrete` example runs it. `rloo` draws 4 latents per example (4 decoder passes); the
-//! others one. The target: a score-function step at most 1.5× a Gumbel-softmax step.
+//! `vae_discrete` example runs it. `rloo` draws 4 latents per example (4 decoder passes), and so
+//! does `gumbel-4-draws`, its like-for-like reference; the others one. The target: a
+//! score-function step at most 1.5× a Gumbel-softmax step.
 //!
 //! Run with `cargo bench -p stograd-benches --bench discrete_vae`; results are in
 //! docs/estimators.md.
@@ -31,7 +32,12 @@ fn step(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    for estimator in DiscreteEstimator::ALL {
+    // rloo needs several draws: the Gumbel step with as many is its like-for-like reference
+    let runs = DiscreteEstimator::ALL
+        .into_iter()
+        .map(|e| (e, if e == DiscreteEstimator::Rloo { 4 } else { 1 }))
+        .chain([(DiscreteEstimator::Gumbel, 4)]);
+    for (estimator, samples) in runs {
         let mut params = Params::<f32>::new();
         let mut rng = StdRng::seed_from_u64(0);
         let vae =
@@ -45,12 +51,11 @@ fn step(c: &mut Criterion) {
         )
         .unwrap();
         let mut opt = Adam::new(AdamConfig::default()).unwrap();
-        let samples = if estimator == DiscreteEstimator::Rloo {
-            4
-        } else {
-            1
+        let name = match samples {
+            1 => estimator.name().to_string(),
+            k => format!("{}-{k}-draws", estimator.name()),
         };
-        group.bench_function(estimator.name(), |b| {
+        group.bench_function(name, |b| {
             pool.install(|| {
                 // the moving average's state is not shared between threads: made on the pool's
                 let ema = EmaBaseline::new(0.9).unwrap();
