@@ -8,7 +8,7 @@
 //! score-function step at most 1.5× a Gumbel-softmax step.
 //!
 //! Run with `cargo bench -p stograd-benches --bench discrete_vae`; results are in
-//! docs/estimators.md.
+//! docs/benchmarks.md.
 
 use std::time::Duration;
 
