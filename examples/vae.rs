@@ -28,12 +28,13 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use stograd::{Params, Scalar, Tape};
 use stograd_nn::checkpoint::{self, Checkpoint};
 use stograd_nn::data::{self, Batches, Dataset, epoch_rng};
 use stograd_nn::optim::{Adam, AdamConfig, Optimizer};
+use stograd_nn::parallel::DataParallel;
 use stograd_nn::vae::{Posterior, Vae, VaeConfig};
 
 /// Train a VAE on the embedded 8×8 digits (default) or on MNIST, writing a CSV log, PNG
@@ -86,6 +87,10 @@ struct Args {
     /// Worker threads [default: all cores]
     #[arg(long)]
     threads: Option<usize>,
+    /// Shards each batch is split into, one tape per shard, each shard's kernels on one
+    /// thread; the curve depends on it, not on --threads [default: the number of threads]
+    #[arg(long)]
+    shards: Option<usize>,
     /// Compute in f64 instead of f32
     #[arg(long)]
     f64: bool,
@@ -126,9 +131,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), Error> {
     check(args)?;
-    // The training loop runs on one of the pool's threads, so that each parallel kernel is
-    // shared with the other threads from there, rather than handed over from the main thread
-    // and waited for (two thread wake-ups per kernel, a tenth of an epoch).
+    // The training loop runs on one of the pool's threads, so that the shards of a step and
+    // the optimizer's parallel loops are shared with the other threads from there, rather than
+    // handed over from the main thread and waited for.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()?;
@@ -157,8 +162,12 @@ fn check(args: &Args) -> Result<(), Error> {
     if args.eval_k == 0 || args.train_k == 0 {
         return fail("--eval-k and --train-k must be at least 1".into());
     }
-    if args.batch_size == 0 || args.epochs == Some(0) || args.threads == Some(0) {
-        return fail("--batch-size, --epochs and --threads must be at least 1".into());
+    if args.batch_size == 0
+        || args.epochs == Some(0)
+        || args.threads == Some(0)
+        || args.shards == Some(0)
+    {
+        return fail("--batch-size, --epochs, --threads and --shards must be at least 1".into());
     }
     if args.hidden.contains(&0) {
         return fail(format!(
@@ -180,7 +189,7 @@ fn check(args: &Args) -> Result<(), Error> {
 }
 
 /// The settings a resumed run must share with the checkpoint, as `(key, value)` pairs.
-fn settings(args: &Args, input: usize) -> Vec<(&'static str, String)> {
+fn settings(args: &Args, input: usize, shards: usize) -> Vec<(&'static str, String)> {
     let hidden: Vec<String> = args.hidden.iter().map(usize::to_string).collect();
     vec![
         ("data", format!("{:?}", args.data)),
@@ -197,6 +206,7 @@ fn settings(args: &Args, input: usize) -> Vec<(&'static str, String)> {
         ("beta", args.beta.to_string()),
         ("kl_warmup", args.kl_warmup.to_string()),
         ("seed", args.seed.to_string()),
+        ("shards", shards.to_string()),
     ]
 }
 
@@ -236,6 +246,7 @@ fn train<F: Scalar>(args: &Args) -> Result<(), Error> {
         lr: args.lr,
         ..AdamConfig::default()
     })?;
+    let shards = DataParallel::new(args.shards.unwrap_or_else(rayon::current_num_threads))?;
     let checkpoint_path = args.out.join("checkpoint.safetensors");
     let log_path = args.out.join("log.csv");
     let mut log = String::from(
@@ -251,6 +262,7 @@ fn train<F: Scalar>(args: &Args) -> Result<(), Error> {
             &mut opt,
             &mut log,
             train.pixels(),
+            shards.shards(),
         )?;
     }
     println!(
@@ -284,17 +296,21 @@ fn train<F: Scalar>(args: &Args) -> Result<(), Error> {
         for (step, batch) in batches.enumerate() {
             let beta = kl_weight(args, epoch, step, steps);
             let rows = batch.len();
-            let (grads, loss) = {
+            // each shard draws its noise from its own generator, seeded from the epoch's
+            let seeds: Vec<u64> = (0..shards.shards()).map(|_| noise.next_u64()).collect();
+            let (grads, losses) = shards.gradients(rows, |shard, range| -> Result<_, Error> {
+                let mut noise = StdRng::seed_from_u64(seeds[shard]);
                 let tape = Tape::with_params(&params);
-                let x = tape.constant(batch.images);
+                let x = tape.constant(batch.images.slice_axis(Axis(0), range.into()).to_owned());
                 let loss = if args.train_k > 1 {
                     -vae.iwae_bound(&tape, x, args.train_k, &mut noise)?.sum()
                 } else {
                     let elbo = vae.elbo(&tape, x, &mut noise)?;
                     (elbo.kl * F::from_f64(beta) - elbo.reconstruction).sum()
                 };
-                (loss.backward()?, loss.item().as_f64())
-            };
+                Ok((loss.backward()?, loss.item().as_f64()))
+            })?;
+            let loss: f64 = losses.iter().sum();
             if !loss.is_finite() {
                 return Err(format!("the training loss became {loss} at epoch {epoch}, step {step}; try a smaller --lr").into());
             }
@@ -324,7 +340,7 @@ fn train<F: Scalar>(args: &Args) -> Result<(), Error> {
         let mut extra = Checkpoint::default()
             .with_state("optimizer", opt.state_dict(&params))
             .with_metadata("epoch", epoch.to_string());
-        for (key, value) in settings(args, train.pixels()) {
+        for (key, value) in settings(args, train.pixels(), shards.shards()) {
             extra = extra.with_metadata(key, value);
         }
         checkpoint::save(&checkpoint_path, &params, &extra)?;
@@ -472,9 +488,10 @@ fn resume<F: Scalar>(
     opt: &mut Adam<F>,
     log: &mut String,
     input: usize,
+    shards: usize,
 ) -> Result<usize, Error> {
     let metadata = checkpoint::read_metadata(checkpoint_path)?;
-    for (key, value) in settings(args, input) {
+    for (key, value) in settings(args, input, shards) {
         match metadata.get(key) {
             Some(saved) if *saved == value => {}
             saved => {

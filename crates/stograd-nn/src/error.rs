@@ -54,6 +54,10 @@ pub enum Error {
         /// What it was.
         value: f64,
     },
+
+    /// The operating system refused a thread for a thread pool.
+    #[error("cannot start a thread pool: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
 }
 
 impl Error {

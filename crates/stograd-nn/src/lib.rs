@@ -54,6 +54,7 @@
 //! | [`init`] | `torch.nn.init`'s initializers |
 //! | [`loss`] | cross-entropy, accuracy |
 //! | [`optim`] | SGD, Adam, AdamW, groups, schedules |
+//! | [`parallel`] | data-parallel steps: a batch in shards, a tape per core |
 //! | [`data`] | IDX files, the embedded digits, MNIST, mini-batches |
 //! | [`checkpoint`] | safetensors checkpoints, written atomically |
 //! | [`fs`] | atomic file writes |
@@ -90,6 +91,7 @@ pub mod init;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod vae;
 

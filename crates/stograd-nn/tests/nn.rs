@@ -10,6 +10,7 @@ mod data;
 mod init;
 mod layers;
 mod optim;
+mod parallel;
 mod plot;
 mod training;
 mod vae;
