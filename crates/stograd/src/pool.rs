@@ -3,13 +3,13 @@
 //! A training loop records the same large arrays at every step. Freeing them lets the system
 //! allocator return their pages to the kernel, and the next step pays for every page again
 //! (a fault and a clearing per 4 KiB); at 10⁶ elements that doubled the cost of a Normal's
-//! `rsample + log_prob`. So a dropped tape hands its large buffers to a per-thread pool, and
-//! large elementwise results and noise arrays are built in them. The pool is bounded in count
-//! and bytes, and buffers below [`MIN_ELEMENTS`] bypass it: the allocator's own free lists
-//! serve those well.
+//! `rsample + log_prob`. So a dropped tape hands its large buffers to a pool, and large
+//! elementwise results and noise arrays are built in them. The pool is shared by all threads,
+//! bounded in count and bytes, and buffers below [`MIN_ELEMENTS`] bypass it: the allocator's
+//! own free lists serve those well.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -17,14 +17,21 @@ use crate::Scalar;
 
 /// Buffers with fewer elements are not pooled.
 pub(crate) const MIN_ELEMENTS: usize = 1 << 15;
-/// At most this many buffers are kept per thread.
+/// At most this many buffers are kept.
 const MAX_BUFFERS: usize = 64;
-/// At most this many bytes are kept per thread.
+/// At most this many bytes are kept.
 const MAX_BYTES: usize = 1 << 28;
 
-thread_local! {
-    /// `Vec<F>` buffers of any `F`, told apart by downcasting.
-    static POOL: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+/// `Vec<F>` buffers of any `F`, told apart by downcasting, shared by all threads: a buffer is
+/// often freed on another thread than the one that made it (a data-parallel step's gradients
+/// are summed and dropped on the caller's thread), and a per-thread pool would then leave the
+/// maker to fault in fresh pages at every step. The lock is held only to find, take or add a
+/// buffer, a few hundred times a step.
+static POOL: Mutex<Vec<Box<dyn Any + Send>>> = Mutex::new(Vec::new());
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Box<dyn Any + Send>>> {
+    // a panic while the lock was held left the list itself intact
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A zero-filled array of `shape`, in a pooled buffer when one of a fitting size is free.
@@ -39,20 +46,19 @@ fn take<F: Scalar>(len: usize) -> Option<Vec<F>> {
     if len < MIN_ELEMENTS {
         return None;
     }
-    POOL.with_borrow_mut(|pool| {
-        let fits = |b: &Box<dyn Any>| {
-            b.downcast_ref::<Vec<F>>()
-                .is_some_and(|v| (len..=2 * len).contains(&v.capacity()))
-        };
+    let fits = |b: &Box<dyn Any + Send>| {
+        b.downcast_ref::<Vec<F>>()
+            .is_some_and(|v| (len..=2 * len).contains(&v.capacity()))
+    };
+    let found = {
+        let mut pool = pool();
         let at = pool.iter().position(fits)?;
-        let mut v = *pool
-            .swap_remove(at)
-            .downcast::<Vec<F>>()
-            .expect("checked by `fits`");
-        v.clear();
-        v.resize(len, F::zero());
-        Some(v)
-    })
+        pool.swap_remove(at)
+    };
+    let mut v = *found.downcast::<Vec<F>>().expect("checked by `fits`");
+    v.clear();
+    v.resize(len, F::zero());
+    Some(v)
 }
 
 /// Keeps the array's buffer for reuse if it is large and the pool has room.
@@ -61,18 +67,16 @@ pub(crate) fn give<F: Scalar>(array: ArrayD<F>) {
         return;
     }
     let (buffer, _) = array.into_raw_vec_and_offset();
-    // The pool is gone while the thread shuts down; the buffer is then simply freed.
-    let _ = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let bytes: usize = pool.iter().map(|b| size_of_buffer(b.as_ref())).sum();
-        let size = buffer.capacity() * size_of::<F>();
-        if pool.len() < MAX_BUFFERS && bytes + size <= MAX_BYTES {
-            pool.push(Box::new(buffer));
-        }
-    });
+    let size = buffer.capacity() * size_of::<F>();
+    let mut pool = pool();
+    let bytes: usize = pool.iter().map(|b| size_of_buffer(b.as_ref())).sum();
+    if pool.len() < MAX_BUFFERS && bytes + size <= MAX_BYTES {
+        pool.push(Box::new(buffer));
+    }
+    // else the buffer is freed when it goes out of scope, after the lock is released
 }
 
-fn size_of_buffer(b: &dyn Any) -> usize {
+fn size_of_buffer(b: &(dyn Any + Send)) -> usize {
     if let Some(v) = b.downcast_ref::<Vec<f32>>() {
         v.capacity() * 4
     } else if let Some(v) = b.downcast_ref::<Vec<f64>>() {

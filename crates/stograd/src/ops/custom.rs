@@ -85,7 +85,7 @@ pub trait CustomOp<F: Scalar>: 'static {
 }
 
 /// A zero-filled array of `shape` for a custom op's output or gradients, in a buffer from the
-/// engine's per-thread pool when one of a fitting size is free, as the built-in ops' large
+/// engine's buffer pool when one of a fitting size is free, as the built-in ops' large
 /// results are: the pool holds the large buffers of dropped tapes, so a training step's
 /// arrays reuse the last step's memory instead of faulting in fresh pages.
 ///
