@@ -2,16 +2,18 @@
 //!
 //! - `vae_step`: one step of the MNIST VAE of PyTorch's example (784-400-20-400-784, ReLU,
 //!   diagonal posterior, Bernoulli decoder, batch 128, Adam): record the ELBO, backward, Adam;
-//!   in f32 and f64, called from the main thread and (`vae_step_in_pool`) from one of rayon's
-//!   threads, as the `vae` example runs it. Beside it, the parts: the forward alone, forward + backward, the Adam
-//!   step alone, and the 14 matrix products of a step run alone with the engine's GEMM.
+//!   in f32 and f64, called from the main thread, (`vae_step_in_pool`) from one of rayon's
+//!   threads, and (`vae_step_sharded`) as two shards of 64 rows on a core each
+//!   ([`DataParallel`]), as the `vae` example runs it. Beside it, the parts: the forward
+//!   alone, forward + backward, the Adam step alone, and the 14 matrix products of a step run
+//!   alone with the engine's GEMM.
 //! - `adam_651k`: Adam over the VAE's 651k parameters, against the floor of one fused
 //!   read-modify-write pass over the same four arrays (parameter, gradient, both moments).
 //! - `param_record`: recording a 784×400 parameter on a bound tape against a 4×4 one (the
 //!   array is shared, not copied, so both cost the same).
 //! - `mlp_784_400_400_10`: an MLP's forward + backward at batch 128 in f32 against its
 //!   matrix products alone, with the same GEMM, both from the main thread and (`_in_pool`)
-//!   from one of rayon's threads.
+//!   from one of rayon's threads, and (`_sharded`) as two shards of 64 rows on a core each.
 //!
 //! Run with `cargo bench -p stograd-benches --bench training`; results and the machine are in
 //! docs/benchmarks.md.
@@ -20,7 +22,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ndarray::{Array2, ArrayD, Zip};
+use ndarray::{Array2, ArrayD, Axis, Zip};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use stograd::{Gradients, Params, Scalar, Tape};
@@ -28,6 +30,7 @@ use stograd_benches::filled;
 use stograd_nn::layers::{Activation, Mlp};
 use stograd_nn::loss::cross_entropy;
 use stograd_nn::optim::{Adam, AdamConfig, Optimizer};
+use stograd_nn::parallel::DataParallel;
 use stograd_nn::vae::{Vae, VaeConfig};
 
 const BATCH: usize = 128;
@@ -73,6 +76,23 @@ fn vae_step_of<F: Scalar>(c: &mut Criterion, name: &str) {
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
     c.bench_function(&format!("vae_step_in_pool/{name}"), |b| {
         b.iter(|| pool.install(&mut step))
+    });
+    // as the vae example runs it now: two shards of 64 rows, a tape each, on one core each
+    let shards = DataParallel::new(2).unwrap();
+    let mut seed = 0u64;
+    let mut sharded_step = || {
+        seed += 1;
+        let (grads, _) = shards
+            .gradients(BATCH, |shard, rows| {
+                let rows = x.slice_axis(Axis(0), rows.into()).to_owned();
+                let mut rng = StdRng::seed_from_u64(seed * 2 + shard as u64);
+                Ok::<_, ()>((elbo_grads(&model, &params, &rows, &mut rng), ()))
+            })
+            .unwrap();
+        opt.step(&mut params, &grads);
+    };
+    c.bench_function(&format!("vae_step_sharded/{name}"), |b| {
+        b.iter(|| pool.install(&mut sharded_step))
     });
 }
 
@@ -211,6 +231,20 @@ fn mlp(c: &mut Criterion) {
     let pool = rayon::ThreadPoolBuilder::new().build().unwrap();
     c.bench_function("mlp_784_400_400_10/forward_backward_in_pool", |b| {
         b.iter(|| pool.install(step))
+    });
+    let shards = DataParallel::new(2).unwrap();
+    c.bench_function("mlp_784_400_400_10/forward_backward_sharded", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                shards.gradients(BATCH, |_, rows| {
+                    let tape = Tape::with_params(&params);
+                    let xs = tape.constant(x.slice_axis(Axis(0), rows.clone().into()).to_owned());
+                    let loss = cross_entropy(model.forward(&tape, xs), &labels[rows]).sum();
+                    loss.backward().map(|g| (g, ()))
+                })
+            })
+            .unwrap()
+        })
     });
     let layers = [(784, 400), (400, 400), (400, 10)];
     let mut mats: Vec<_> = layers

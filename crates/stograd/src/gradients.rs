@@ -149,7 +149,12 @@ impl<F: Scalar> Gradients<F> {
             match mine {
                 Some(m) => {
                     debug_assert_eq!(m.shape(), theirs.shape());
-                    Zip::from(m).and(theirs).for_each(|m, &t| *m += t);
+                    let zip = Zip::from(m).and(theirs);
+                    if theirs.len() >= crate::ops::PARALLEL_CHUNK {
+                        zip.par_for_each(|m, &t| *m += t);
+                    } else {
+                        zip.for_each(|m, &t| *m += t);
+                    }
                 }
                 None => *mine = Some(theirs.clone()),
             }

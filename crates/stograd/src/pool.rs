@@ -36,13 +36,25 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Box<dyn Any + Send>>> {
 
 /// A zero-filled array of `shape`, in a pooled buffer when one of a fitting size is free.
 pub(crate) fn zeros<F: Scalar>(shape: &[usize]) -> ArrayD<F> {
+    array(shape, true)
+}
+
+/// An array of `shape` for a caller that writes every element before reading any: a pooled
+/// buffer keeps its old values (finite numbers, but meaningless) rather than being cleared,
+/// which saves a pass over memory per large result.
+pub(crate) fn for_overwrite<F: Scalar>(shape: &[usize]) -> ArrayD<F> {
+    array(shape, false)
+}
+
+fn array<F: Scalar>(shape: &[usize], zeroed: bool) -> ArrayD<F> {
     let len: usize = shape.iter().product();
-    let data = take::<F>(len).unwrap_or_else(|| vec![F::zero(); len]);
+    let data = take::<F>(len, zeroed).unwrap_or_else(|| vec![F::zero(); len]);
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("len elements")
 }
 
-/// A pooled buffer holding at least `len` and at most `2·len` elements, resized to `len`.
-fn take<F: Scalar>(len: usize) -> Option<Vec<F>> {
+/// A pooled buffer holding at least `len` and at most `2·len` elements, resized to `len`,
+/// and cleared if `zeroed`.
+fn take<F: Scalar>(len: usize, zeroed: bool) -> Option<Vec<F>> {
     if len < MIN_ELEMENTS {
         return None;
     }
@@ -56,7 +68,9 @@ fn take<F: Scalar>(len: usize) -> Option<Vec<F>> {
         pool.swap_remove(at)
     };
     let mut v = *found.downcast::<Vec<F>>().expect("checked by `fits`");
-    v.clear();
+    if zeroed {
+        v.clear();
+    }
     v.resize(len, F::zero());
     Some(v)
 }

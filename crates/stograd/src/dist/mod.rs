@@ -406,7 +406,7 @@ pub(crate) fn draw_array<F: Scalar, R: Rng + ?Sized>(
     let chunk = crate::ops::PARALLEL_CHUNK;
     let len: usize = shape.iter().product();
     let seeds: Vec<u64> = (0..len.div_ceil(chunk)).map(|_| rng.next_u64()).collect();
-    let mut data = crate::pool::zeros::<F>(shape);
+    let mut data = crate::pool::for_overwrite::<F>(shape);
     let data_slice = data.as_slice_mut().expect("a new array is contiguous");
     let fill = |(values, &seed): (&mut [F], &u64)| {
         fill_stream(values, &mut SmallRng::seed_from_u64(seed), &draw);

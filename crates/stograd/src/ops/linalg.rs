@@ -127,7 +127,7 @@ fn rows<F: Scalar>(a: &ArrayD<F>) -> ArrayView2<'_, F> {
 /// `a @ b` in a fresh standard-layout array (from the buffer pool) of `shape`, which holds
 /// `a.nrows() · b.ncols()` elements.
 fn product<F: Scalar>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, shape: &[usize]) -> ArrayD<F> {
-    let mut out = crate::pool::zeros::<F>(&[a.nrows(), b.ncols()]);
+    let mut out = crate::pool::for_overwrite::<F>(&[a.nrows(), b.ncols()]);
     let view = out.view_mut().into_dimensionality::<Ix2>().expect("2-D");
     stograd_gemm::gemm(F::one(), a, b, F::zero(), view);
     out.into_shape_with_order(IxDyn(shape))
@@ -272,7 +272,7 @@ impl<'t, F: Scalar> Var<'t, F> {
             );
             let w2 = matrix(w.view());
             let x2 = rows(x);
-            let mut out = crate::pool::zeros::<F>(&[x2.nrows(), w2.nrows()]);
+            let mut out = crate::pool::for_overwrite::<F>(&[x2.nrows(), w2.nrows()]);
             let mut view = out.view_mut().into_dimensionality::<Ix2>().expect("2-D");
             // the bias first, then the product added onto it
             if let Some(b) = b {

@@ -256,7 +256,7 @@ pub(crate) fn zip3<F: Scalar>(
 /// rather than once per elementwise op: instantiated per op, it was a quarter of the code
 /// LLVM compiled for the `vae` example.
 fn par_fill<F: Scalar>(shape: &[usize], body: &(dyn Fn(usize, &mut [F]) + Sync)) -> ArrayD<F> {
-    let mut out = crate::pool::zeros(shape);
+    let mut out = crate::pool::for_overwrite(shape);
     let data = out.as_slice_mut().expect("pooled arrays are contiguous");
     let chunk = data
         .len()
