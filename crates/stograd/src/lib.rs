@@ -67,6 +67,7 @@ pub use error::{Error, Pass, Result};
 pub use estimator::Estimator;
 pub use gradients::Gradients;
 pub use params::{ParamId, Params};
+pub use pool::empty_cache;
 pub use scalar::Scalar;
 pub use tape::{Tape, Var};
 

@@ -90,6 +90,21 @@ pub(crate) fn give<F: Scalar>(array: ArrayD<F>) {
     // else the buffer is freed when it goes out of scope, after the lock is released
 }
 
+/// Frees every buffer the engine keeps for reuse between steps, returning them to the system
+/// allocator (as `torch.cuda.empty_cache()` does for PyTorch's caching allocator): for a
+/// process that has finished training and goes on to other work, or to measure a step's
+/// memory from a clean start. Arrays in use are not touched; the next steps fill the pool
+/// again.
+///
+/// ```
+/// stograd::empty_cache();
+/// ```
+pub fn empty_cache() {
+    let buffers = std::mem::take(&mut *pool());
+    // freed after the lock is released
+    drop(buffers);
+}
+
 fn size_of_buffer(b: &(dyn Any + Send)) -> usize {
     if let Some(v) = b.downcast_ref::<Vec<f32>>() {
         v.capacity() * 4
