@@ -3,6 +3,19 @@
 use std::path::PathBuf;
 
 /// `Result` with this crate's [`Error`].
+///
+/// ```
+/// use stograd_nn::data::digits_csv;
+///
+/// fn first_label(path: &str) -> stograd_nn::Result<usize> {
+///     Ok(digits_csv::<f32>(path)?.labels()[0])
+/// }
+/// assert!(first_label("no/such/file.csv").is_err());
+/// let path = std::env::temp_dir().join("stograd-nn-result-digit.csv");
+/// std::fs::write(&path, format!("{}7\n", "0,".repeat(64)))?;
+/// assert_eq!(first_label(path.to_str().unwrap())?, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong in stograd-nn: the engine's errors, files that cannot be read or

@@ -59,6 +59,16 @@ use stograd::{Gradients, Scalar};
 use crate::{Error, Result};
 
 /// Runs the shards of a mini-batch at the same time, each on its own one-thread pool.
+///
+/// ```
+/// use stograd_nn::parallel::DataParallel;
+///
+/// let shards = DataParallel::new(2)?;
+/// assert_eq!(shards.split(5), [0..3, 3..5]);
+/// let sums = shards.run(5, |_, rows| rows.map(|r| r * r).sum::<usize>());
+/// assert_eq!(sums, [0 + 1 + 4, 9 + 16]);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct DataParallel {
     pools: Vec<rayon::ThreadPool>,

@@ -8,6 +8,18 @@ use crate::{Error, Result};
 
 /// One bin of a reliability diagram: the predictions whose confidence (largest probability)
 /// falls in `(lower, upper]` (the first bin also takes confidence 0).
+///
+/// ```
+/// use stograd::ndarray::array;
+/// use stograd_nn::bayes::Calibration;
+///
+/// let probs = array![[0.95, 0.05], [0.9, 0.1], [0.2, 0.8]];
+/// let top = Calibration::new(&probs, &[0, 1, 1], 2)?.bins[1]; // confidence in (0.5, 1]
+/// assert_eq!((top.lower, top.upper, top.count), (0.5, 1.0, 3));
+/// assert!((top.accuracy - 2.0 / 3.0).abs() < 1e-12);
+/// assert!((top.confidence - (0.95 + 0.9 + 0.8) / 3.0).abs() < 1e-12);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReliabilityBin {
     /// The bin's lower edge.

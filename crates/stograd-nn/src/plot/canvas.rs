@@ -4,6 +4,16 @@
 use super::font;
 
 /// An sRGB colour.
+///
+/// ```
+/// use stograd_nn::plot::{Chart, Color, palette};
+///
+/// assert_eq!(Color::WHITE, Color(255, 255, 255));
+/// assert_ne!(palette(0), palette(1));
+/// let chart = Chart::new("loss").line("train", [(1.0, 2.0), (2.0, 1.5)]).colored(Color(200, 30, 30));
+/// chart.save(std::env::temp_dir().join("stograd-nn-color.png"))?;
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Color(pub u8, pub u8, pub u8);
 

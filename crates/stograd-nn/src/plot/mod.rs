@@ -89,6 +89,19 @@ struct Series {
 /// A chart: a title, axis labels, optional fixed ranges and the series to draw, in the
 /// order added (later series on top). Each series takes the next [`palette`] colour unless
 /// [`Chart::colored`] says otherwise; series with an empty label stay out of the legend.
+///
+/// ```
+/// use stograd_nn::plot::Chart;
+///
+/// let epochs = [(1.0, 164.1), (2.0, 121.2), (3.0, 114.4)];
+/// Chart::new("VAE on MNIST")
+///     .x_label("epoch")
+///     .y_label("loss per example")
+///     .line("train", epochs)
+///     .points("", epochs)
+///     .save(std::env::temp_dir().join("stograd-nn-chart.png"))?;
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Chart {
     title: String,

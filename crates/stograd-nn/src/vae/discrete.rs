@@ -58,6 +58,28 @@ impl Default for DiscreteVaeConfig {
 /// The terms of a discrete VAE's training objective for a batch of `b` examples and `k`
 /// draws per example. Rows are example-major: row `r·k + i` is draw `i` of example `r`, so
 /// that a leave-one-out baseline with `group = k` compares the draws of one example.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use stograd::estimator::Baseline;
+/// use stograd::ndarray::Array2;
+/// use stograd::{Estimator, Params, Tape};
+/// use stograd_nn::vae::{DiscreteLatent, DiscreteVae, DiscreteVaeConfig};
+///
+/// let mut params = Params::<f64>::new();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+/// let config = DiscreteVaeConfig { input: 64, hidden: vec![16], latent: DiscreteLatent::Bernoulli { bits: 8 }, ..DiscreteVaeConfig::default() };
+/// let vae = DiscreteVae::new(&mut params, "vae", config, &mut rng)?;
+/// let tape = Tape::with_params(&params);
+/// let x = tape.constant(Array2::<f64>::from_elem((3, 64), 0.5));
+/// let rloo = Estimator::ScoreFunction { baseline: Baseline::LeaveOneOut { group: 4 } };
+/// let terms = vae.elbo(&tape, x, rloo, 4, &mut rng)?;
+/// assert_eq!(terms.elbo.shape(), [12]); // 3 examples × 4 draws, example-major
+/// assert_eq!(terms.logits.shape(), [3, 8]);
+/// let elbo = terms.elbo.value();
+/// assert!((terms.loss().item() + elbo.sum() / 4.0).abs() < 1e-9);
+/// # Ok::<(), stograd_nn::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct DiscreteElbo<'t, F: Scalar> {
     /// The encoder's logits `[b, size]`, before the rows are repeated: call

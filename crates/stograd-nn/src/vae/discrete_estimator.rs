@@ -138,6 +138,15 @@ impl fmt::Display for DiscreteEstimator {
 }
 
 /// The name is not one of [`DiscreteEstimator::ALL`]'s.
+///
+/// ```
+/// use stograd_nn::vae::{DiscreteEstimator, UnknownEstimator};
+///
+/// let err = "gumble".parse::<DiscreteEstimator>().unwrap_err();
+/// assert_eq!(err, UnknownEstimator("gumble".into()));
+/// assert!(err.to_string().contains("expected one of gumbel"));
+/// assert!("rloo".parse::<DiscreteEstimator>().is_ok());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown estimator {0:?}; expected one of gumbel, gumbel-st, straight-through, reinforce, reinforce-ema, reinforce-learned, rloo"
