@@ -78,6 +78,12 @@
 //! });
 //! # Ok::<(), rayon::ThreadPoolBuildError>(())
 //! ```
+//!
+//! At the sizes of a VAE step most kernels are too small to split well, so the `vae` example
+//! goes further and splits the batch instead: [`parallel::DataParallel`] records a tape per
+//! shard of rows, each on a core of its own, and sums the shards' gradients. With two shards
+//! of 64 rows an MNIST epoch took 1.90–2.19 s against 2.91–3.10 s with one (alternating runs
+//! of `--shards 2` and `--shards 1`, Intel Xeon with 2 cores, 2026-12-03).
 
 mod error;
 mod state;
