@@ -128,6 +128,7 @@ impl<'t, F: Scalar> LowRankMultivariateNormal<'t, F> {
     /// PyTorch equivalent: `LowRankMultivariateNormal(loc, cov_factor, cov_diag)`.
     #[track_caller]
     pub fn new(loc: Var<'t, F>, cov_factor: Var<'t, F>, cov_diag: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(NAME, loc, cov_factor);
         same_tape(NAME, loc, cov_diag);
         let (batch_shape, d) = fit_shapes(&loc.shape(), &cov_factor.shape(), &cov_diag.shape())?;

@@ -110,6 +110,7 @@ impl<'t, F: Scalar> RelaxedBernoulli<'t, F> {
     /// PyTorch: `RelaxedBernoulli(temperature, logits=l)` (or `probs=p`).
     #[track_caller]
     pub fn new(temperature: F, base: Bernoulli<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(base.logits());
         check_temperature(temperature)?;
         Ok(RelaxedBernoulli { temperature, base })
     }
@@ -281,6 +282,7 @@ impl<'t, F: Scalar> RelaxedOneHotCategorical<'t, F> {
     /// PyTorch: `RelaxedOneHotCategorical(temperature, logits=l)` (or `probs=p`).
     #[track_caller]
     pub fn new(temperature: F, base: OneHotCategorical<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(base.logits());
         check_temperature(temperature)?;
         Ok(RelaxedOneHotCategorical { temperature, base })
     }

@@ -317,8 +317,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (l, b) = (
-                &nodes[self.index as usize].value,
-                &nodes[rhs.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, rhs.index),
             );
             check_square("solve_tril", l.shape(), location);
             let (sl, sb) = (l.shape(), b.shape());
