@@ -236,3 +236,27 @@ fn cholesky_names_a_non_finite_entry() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `ln Γ(+∞) = +∞` (found by `tests/fuzz_ops.rs`: the Lanczos sum gave `∞ − ∞ = NaN`, in `f32`
+/// for any input above its maximum).
+#[test]
+fn lgamma_of_infinity_is_infinity() {
+    let tape = Tape::<f32>::new();
+    let x = tape.constant(array![f32::INFINITY, 1e30].into_dyn());
+    let y = x.lgamma().value();
+    assert_eq!(y[0], f32::INFINITY);
+    // ln Γ(x) = x (ln x − 1) + O(ln x): 6.808·10³¹ at x = 10³⁰, finite in f32
+    let want = 1e30 * (30.0 * 10f64.ln() - 1.0);
+    assert!(
+        (f64::from(y[1]) - want).abs() <= 4.0 * f64::from(f32::EPSILON) * want,
+        "{}",
+        y[1]
+    );
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(array![f64::INFINITY, 1e300].into_dyn());
+    let y = x.lgamma().value();
+    assert_eq!(y[0], f64::INFINITY);
+    // x (ln x − 1) − ½ ln x + ½ ln 2π at x = 10³⁰⁰, to double precision
+    let want = 1e300 * (300.0 * 10f64.ln() - 1.0);
+    assert!((y[1] - want).abs() <= 4.0 * f64::EPSILON * want, "{}", y[1]);
+}
