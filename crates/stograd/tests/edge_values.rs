@@ -260,3 +260,17 @@ fn lgamma_of_infinity_is_infinity() {
     let want = 1e300 * (300.0 * 10f64.ln() - 1.0);
     assert!((y[1] - want).abs() <= 4.0 * f64::EPSILON * want, "{}", y[1]);
 }
+
+/// `gelu(−∞) = lim x Φ(x) = 0` and its derivative `Φ(x) + x φ(x) → 0` (found by
+/// `tests/fuzz_ops.rs`: both were `−∞ · 0 = NaN`); at `+∞` the value is `+∞`.
+#[test]
+fn gelu_at_infinity_takes_its_limits() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![f32::NEG_INFINITY, f32::INFINITY, -1e30].into_dyn());
+    let y = x.gelu();
+    let v = y.value();
+    assert_eq!((v[0], v[1]), (0.0, f32::INFINITY));
+    assert_eq!(v[2], 0.0);
+    let g = y.slice(0, 0..1).sum().backward().unwrap();
+    assert_eq!(g.wrt(x).unwrap()[0], 0.0);
+}

@@ -72,6 +72,24 @@ fn normal_pdf<F: Scalar>(x: F) -> F {
     (-lit::<F>(0.5) * x * x).exp() * lit(0.398_942_280_401_432_7)
 }
 
+/// `x Φ(x)`, with its limits at `±∞` (`∞ · 1` and `−∞ · 0 → 0`; the product was NaN at `−∞`).
+fn gelu<F: Scalar>(x: F) -> F {
+    if x.is_infinite() {
+        x.max(F::zero())
+    } else {
+        x * normal_cdf(x)
+    }
+}
+
+/// `x φ(x)`, 0 at `±∞` (its limit; the product was `∞ · 0 = NaN`).
+fn x_normal_pdf<F: Scalar>(x: F) -> F {
+    if x.is_infinite() {
+        F::zero()
+    } else {
+        x * normal_pdf(x)
+    }
+}
+
 fn softplus<F: Scalar>(x: F) -> F {
     x.max(F::zero()) + x.log1p_exp_neg_abs()
 }
@@ -125,7 +143,7 @@ unary_table! {
     UnaryOp::Relu => "relu", |x| if x <= F::zero() { F::zero() } else { x }, |x, y| step(x > F::zero());
     UnaryOp::LeakyRelu(s) => "leaky_relu", |x| if x > F::zero() { x } else { s * x }, |x, y| if x > F::zero() { F::one() } else { s };
     UnaryOp::Elu(a) => "elu", |x| if x > F::zero() { x } else { a * x.exp_m1() }, |x, y| if x > F::zero() { F::one() } else { y + a };
-    UnaryOp::Gelu => "gelu", |x| x * normal_cdf(x), |x, y| normal_cdf(x) + x * normal_pdf(x);
+    UnaryOp::Gelu => "gelu", |x| gelu(x), |x, y| normal_cdf(x) + x_normal_pdf(x);
     UnaryOp::Softplus => "softplus", |x| softplus(x), |x, y| sigmoid(x);
     UnaryOp::Lgamma => "lgamma", |x| x.lgamma(), |x, y| x.digamma();
     UnaryOp::Digamma => "digamma", |x| x.digamma(), |x, y| x.trigamma();
