@@ -274,3 +274,19 @@ fn gelu_at_infinity_takes_its_limits() {
     let g = y.slice(0, 0..1).sum().backward().unwrap();
     assert_eq!(g.wrt(x).unwrap()[0], 0.0);
 }
+
+/// `d/dx (eˣ − 1) = eˣ`, accurate where `eˣ − 1` is near −1 (found by `tests/fuzz_ops.rs`:
+/// `y + 1` lost 5 digits at `x = −8` in `f32` and every digit below `x ≈ −17`).
+#[test]
+fn the_derivative_of_expm1_does_not_cancel() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![-7.980_507f32, -20.0].into_dyn());
+    let g = x.expm1().sum().backward().unwrap();
+    for (got, x) in g.wrt(x).unwrap().iter().zip([-7.980_507f64, -20.0]) {
+        let want = x.exp();
+        assert!(
+            (f64::from(*got) - want).abs() <= 2.0 * f64::from(f32::EPSILON) * want,
+            "at {x}: {got}, want {want}"
+        );
+    }
+}
