@@ -16,7 +16,7 @@ use stograd::dist::{
 use stograd::{Error, Result, Scalar, Tape, Var};
 
 /// Floats that break naive formulas, and ordinary ones around them.
-fn extreme() -> impl Strategy<Value = f64> {
+pub(crate) fn extreme() -> impl Strategy<Value = f64> {
     prop_oneof![
         3 => prop::sample::select(vec![
             0.0,
