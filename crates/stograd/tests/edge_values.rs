@@ -290,3 +290,29 @@ fn the_derivative_of_expm1_does_not_cancel() {
         );
     }
 }
+
+/// `∂(x / c)/∂x · g` is `g / c`: it was `g · (1/c)`, and `1/c` overflows for `|c|` below
+/// `1/max`, so a zero upstream gradient became `0 · ∞ = NaN` (found by `tests/fuzz.rs`
+/// through the relaxed Bernoulli at a temperature of 10⁻⁴⁰ in `f32`).
+#[test]
+fn dividing_by_a_tiny_scalar_keeps_zero_gradients_zero() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![1.0f32, -0.5].into_dyn());
+    // sigmoid(±∞) is flat: the gradient is exactly 0
+    let g = (x / 1e-40).sigmoid().sum().backward().unwrap();
+    assert_eq!(g.wrt(x).unwrap(), array![0.0f32, 0.0].into_dyn());
+}
+
+/// A solve `L z = x` with a zero below the diagonal of `L` ignores it, also against an entry of
+/// `z` that overflowed: `0 · ∞` made NaN of a log-density that is `−∞` (found by
+/// `tests/fuzz.rs`: `N(0, diag(10⁻⁴⁰, 10⁻³⁰))` in `f32` at `(1, 0)`).
+#[test]
+fn a_solve_ignores_zeros_of_the_factor() {
+    use stograd::dist::{Distribution, MultivariateNormal};
+    let tape = Tape::<f32>::new();
+    let l = tape.constant(array![[1e-40f32, 0.0], [0.0, 1e-30]].into_dyn());
+    let q = MultivariateNormal::new(tape.constant(array![0.0f32, 0.0].into_dyn()), l).unwrap();
+    // −½ (10⁸⁰ + 0) − ln(10⁻⁷⁰) − ln 2π: beyond f32
+    let lp = q.log_prob(tape.constant(array![1.0f32, 0.0].into_dyn()));
+    assert_eq!(lp.item(), f32::NEG_INFINITY);
+}

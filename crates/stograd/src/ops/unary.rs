@@ -166,6 +166,11 @@ impl<F: Scalar> UnaryOp<F> {
     }
 
     pub(crate) fn backward(self, b: &Backward<'_, F>) -> InputGrads<F> {
+        if let UnaryOp::DivScalar(c) = self {
+            // g / c, not g · (1/c): 1/c overflows for |c| below 1/max (a temperature of 1e-39
+            // in f32), and 0 · ∞ made the gradient NaN
+            return smallvec![Some(map(b.grad, |g: F| g / c))];
+        }
         smallvec![Some(self.derivative_times(b.inputs[0], b.output, b.grad))]
     }
 }
