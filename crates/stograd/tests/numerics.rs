@@ -644,3 +644,50 @@ fn relaxed_gradchecks() {
     relaxed_gradcheck();
     relaxed_one_hot_gradcheck();
 }
+
+/// At a temperature so small that `(l + g)/τ` overflows, the one-hot Concrete draw is the
+/// one-hot argmax, its limit (found by `tests/fuzz.rs`: two `+∞` made the softmax NaN).
+fn relaxed_one_hot_at_a_tiny_temperature<F: Scalar>() {
+    let tape = Tape::<F>::new();
+    let logits = tape.variable(array![c::<F>(0.0), c::<F>(0.0), c::<F>(0.0)].into_dyn());
+    // a subnormal temperature: (l + g)/τ overflows for |l + g| above about 10⁻¹⁵
+    let q = RelaxedOneHotCategorical::new(
+        F::min_positive_value() * F::epsilon(),
+        OneHotCategorical::from_logits(logits).unwrap(),
+    )
+    .unwrap();
+    for seed in 0..20 {
+        let z = tape.sample(&q, &mut rng(seed));
+        let v = z.value();
+        let ones = v.iter().filter(|&&y| y == F::one()).count();
+        assert!(
+            ones == 1
+                && v.iter()
+                    .all(|&y| y == F::one() || y <= F::min_positive_value()),
+            "seed {seed}: {v}"
+        );
+        let g = z.sum().backward().unwrap();
+        assert!(g.wrt(logits).unwrap().iter().all(|g| g.is_finite()));
+    }
+}
+
+/// The low-rank normal's gradient at its mean with a subnormal `cov_diag`: the quadratic form
+/// is `(r/√D)²`, whose backward at `r = 0` is 0; `r²/D`'s was `2r · (1/D) = 0 · ∞ = NaN`
+/// (found by `tests/fuzz.rs`).
+#[test]
+fn low_rank_gradient_with_a_subnormal_diagonal() {
+    let tape = Tape::<f64>::new();
+    let loc = tape.variable(array![0.0, 0.0].into_dyn());
+    let u = tape.variable(array![[0.0], [0.0]].into_dyn());
+    let diag = tape.variable(array![5e-324, 1.0].into_dyn());
+    let q = LowRankMultivariateNormal::new(loc, u, diag).unwrap();
+    let lp = q.log_prob(tape.constant(array![0.0, 0.0].into_dyn()));
+    let g = lp.backward().unwrap();
+    assert_eq!(g.wrt(loc).unwrap(), array![0.0, 0.0].into_dyn());
+    assert!(g.wrt(u).unwrap().iter().all(|g| *g == 0.0));
+    // ∂/∂D₀ = −1/(2D₀) overflows (correctly −∞); ∂/∂D₁ = −½
+    let gd = g.wrt(diag).unwrap();
+    assert_eq!((gd[0], gd[1]), (f64::NEG_INFINITY, -0.5));
+}
+
+for_each_float!(relaxed_one_hot_at_a_tiny_temperature);

@@ -271,7 +271,9 @@ impl<'t, F: Scalar> LowRankCov<'t, F> {
         let k_inv_t = self.k.solve_tril(eye).t();
         let z = k_inv_t.matmul(self.k.solve_tril(self.w.t().matmul(cols)));
         let resid = cols - self.u.matmul(z);
-        let scaled = resid.square() / self.diag.unsqueeze(self.diag.ndim());
+        // (r/√D)², not r²/D: the backward of r²/D is 2r · (g/D), 0 · ∞ = NaN at r = 0 for a
+        // subnormal D, where the gradient is 0
+        let scaled = (resid / self.diag.sqrt().unsqueeze(self.diag.ndim())).square();
         let rows = cols.ndim() - 2;
         z.square().sum_axis(rows) + scaled.sum_axis(rows)
     }
