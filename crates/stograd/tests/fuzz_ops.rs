@@ -411,7 +411,7 @@ fn reductions<F: Scalar>(values: &[f64], rows: usize, cols: usize) {
         let s1 = f64s(&v.sum_axis(1).value());
         let want: Vec<f64> = (0..rows).map(|r| round::<F>(row(r).iter().sum())).collect();
         assert_all::<F>(&format!("sum_axis(1) of {what}"), &s1, &want, 0.0, tol);
-        // the gradient of a sum is 1 everywhere, of a mean 1/n
+        // the gradient of a sum is 1 everywhere
         let g = v.sum().backward().unwrap();
         assert!(
             g.wrt(v).unwrap().iter().all(|&g| g == F::one()),

@@ -36,7 +36,8 @@ const NAME: &str = "LowRankMultivariateNormal";
 /// Woodbury identity, at O(d r² + r³) per batch element to factor the `r × r` capacitance
 /// `I_r + Uᵀ D⁻¹ U` (once, at construction) and O(d r + r²) per evaluated row. No `d × d`
 /// matrix is formed in `rsample`, `log_prob`, `entropy`, `mean`, `variance` or the KL
-/// divergences with a low-rank second argument.
+/// divergences with a low-rank second argument (beyond one shaped as a Cholesky first
+/// argument's `d × d` factor).
 ///
 /// # Example
 /// ```
