@@ -145,7 +145,7 @@ fn unary_table<F: Scalar>() -> Vec<Unary<F>> {
             0.0, 0.0;
         "powf(-1)", |v| v.powf(lit(-1.0)), |x| x.powf(-1.0), |x| -x.powf(-2.0), 4.0, 0.0;
         "clamp(-1, 2)", |v| v.clamp(lit(-1.0), lit(2.0)),
-            |x| if x < -1.0 { -1.0 } else if x > 2.0 { 2.0 } else { x },
+            |x| x.clamp(-1.0, 2.0),
             |x| if x.is_nan() { x } else if (-1.0..=2.0).contains(&x) { 1.0 } else { 0.0 },
             0.0, 0.0;
     ]
@@ -181,7 +181,8 @@ fn unary_ops<F: Scalar>(x: f64) {
 /// NaN where the value is finite.
 fn unary_without_reference<F: Scalar>(x: f64) {
     type Op<F> = for<'t> fn(Var<'t, F>) -> Var<'t, F>;
-    let ops: [(&str, Op<F>, fn(f64) -> bool); 5] = [
+    type NanAllowed = fn(f64) -> bool;
+    let ops: [(&str, Op<F>, NanAllowed); 5] = [
         ("gelu", |v| v.gelu(), |x| x.is_nan()),
         ("elu(1)", |v| v.elu(F::one()), |x| x.is_nan()),
         (
@@ -240,7 +241,9 @@ fn binary_ops<F: Scalar>(a: &[f64], b: &[f64], shapes: usize) {
     let (sa, sb) = SHAPES[shapes];
     let (av, bv) = (array::<F>(sa, a), array::<F>(sb, b));
     type Op<F> = for<'t> fn(Var<'t, F>, Var<'t, F>) -> Var<'t, F>;
-    let ops: [(&str, Op<F>, fn(f64, f64) -> f64, fn(f64, f64) -> (f64, f64)); 4] = [
+    type Reference = fn(f64, f64) -> f64;
+    type Partials = fn(f64, f64) -> (f64, f64);
+    let ops: [(&str, Op<F>, Reference, Partials); 4] = [
         ("+", |x, y| x + y, |x, y| x + y, |_, _| (1.0, 1.0)),
         ("-", |x, y| x - y, |x, y| x - y, |_, _| (1.0, -1.0)),
         ("*", |x, y| x * y, |x, y| x * y, |x, y| (y, x)),
