@@ -101,7 +101,7 @@ fn sweep<F: Scalar>(tape: &Tape<'_, F>, root: usize, free: bool) -> Result<Gradi
 
     let mut grads: Vec<Option<ArrayD<F>>> = (0..=root).map(|_| None).collect();
     if nodes[root].requires_grad {
-        grads[root] = Some(ArrayD::ones(nodes[root].value.raw_dim()));
+        grads[root] = Some(ArrayD::ones(nodes[root].value.live().raw_dim()));
     }
     // Seeds sit on `log q` and learned-baseline nodes, all recorded before the root.
     let credit = crate::estimator::credit(&nodes, &tape.register.borrow(), root)?;
@@ -161,7 +161,7 @@ fn apply_rule<F: Scalar>(
         .collect();
     let parent_grads = node.op.backward(&Backward {
         inputs: &inputs,
-        output: &node.value,
+        output: node.value.live(),
         grad: &grad,
         needs: &needs,
     });
@@ -228,7 +228,7 @@ fn check_forward_anomaly<F: Scalar>(
             op: nodes[i].op.name(),
             location: nodes[i].location,
             pass: Pass::Forward,
-            value: first_nonfinite(&nodes[i].value).unwrap_or(f64::NAN),
+            value: first_nonfinite(nodes[i].value.live()).unwrap_or(f64::NAN),
         }),
     }
 }

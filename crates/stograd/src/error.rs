@@ -237,6 +237,31 @@ pub enum Error {
         q_shape: Vec<usize>,
     },
 
+    /// A gradient estimate handed to a diagnostic ([`gradient_stats`](crate::diagnostics::gradient_stats),
+    /// [`compare`](crate::diagnostics::compare)) is NaN or infinite, which would make its mean,
+    /// variance and tail check meaningless (one NaN draw hides an infinite variance).
+    #[error(
+        "{function}: {} returned {} at coordinate {coordinate}; the mean, variance and tail \
+         index of a non-finite estimate mean nothing",
+        estimate_name(candidate.as_deref(), *run, *row),
+        Compact(*.value)
+    )]
+    NonFiniteEstimate {
+        /// The diagnostic, e.g. `"gradient_stats"`.
+        function: &'static str,
+        /// The candidate's label, in a comparison.
+        candidate: Option<String>,
+        /// The run (for `gradient_stats`) or replicate (for a comparison), from 0.
+        run: usize,
+        /// The row of the estimate matrix of [`compare_rows`](crate::diagnostics::compare_rows)
+        /// (`None` for one estimate per run).
+        row: Option<usize>,
+        /// The coordinate of the flat gradient.
+        coordinate: usize,
+        /// The value, NaN or ±∞.
+        value: f64,
+    },
+
     /// A numeric argument is outside the range it must lie in.
     #[error("{name} must be {constraint}, got {}", Compact(*.value))]
     InvalidArgument {
@@ -247,6 +272,18 @@ pub enum Error {
         /// The value received.
         value: f64,
     },
+}
+
+/// `run 3`, `candidate "reinforce", replicate 3` or `…, replicate 3, row 5`.
+fn estimate_name(candidate: Option<&str>, run: usize, row: Option<usize>) -> String {
+    let mut s = match candidate {
+        Some(label) => format!("candidate {label:?}, replicate {run}"),
+        None => format!("run {run}"),
+    };
+    if let Some(row) = row {
+        s += &format!(", row {row}");
+    }
+    s
 }
 
 /// A number as a message shows it: plain decimals between 10⁻⁴ and 10¹⁵ in magnitude,

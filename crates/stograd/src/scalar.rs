@@ -232,7 +232,8 @@ mod special {
         if x.is_nan() {
             return x;
         }
-        if x <= 0.0 && x == x.floor() {
+        if (x <= 0.0 && x == x.floor()) || x == f64::INFINITY {
+            // a pole, or Γ(∞) = ∞ (the Lanczos sum below gives ∞ − ∞ = NaN there)
             return f64::INFINITY;
         }
         if x < 0.5 {

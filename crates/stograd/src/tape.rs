@@ -13,8 +13,7 @@ use smallvec::SmallVec;
 use crate::estimator::Register;
 use crate::ops::{Leaf, Op};
 use crate::params::Bound;
-use crate::value::FREED;
-pub(crate) use crate::value::Value;
+pub(crate) use crate::value::{FREED, Value};
 use crate::{Params, Scalar};
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
@@ -36,7 +35,7 @@ impl<F: Scalar> Node<F> {
     pub(crate) fn inputs<'a>(&self, nodes: &'a [Node<F>]) -> SmallVec<[&'a ArrayD<F>; 4]> {
         self.parents
             .iter()
-            .map(|&p| &*nodes[p as usize].value)
+            .map(|&p| nodes[p as usize].value.live())
             .collect()
     }
 }
@@ -316,7 +315,7 @@ impl<F: Scalar> Tape<'_, F> {
         }
         let mut nodes = self.nodes.borrow_mut();
         let index = u32::try_from(nodes.len()).expect("a tape holds at most 2³² nodes");
-        if self.detect_anomaly.get() && first_nonfinite(&node.value).is_some() {
+        if self.detect_anomaly.get() && first_nonfinite(node.value.live()).is_some() {
             self.nonfinite.borrow_mut().push(index);
         }
         nodes.push(node);
@@ -330,9 +329,29 @@ impl<F: Scalar> Tape<'_, F> {
     #[track_caller]
     pub(crate) fn with_value<R>(&self, index: u32, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
         let nodes = self.nodes.borrow();
+        f(self.read(&nodes, index))
+    }
+
+    /// The value of node `index` of `nodes` (this tape's, borrowed): how every op reads its
+    /// inputs.
+    ///
+    /// # Panics
+    /// If `backward_and_free` released the value, naming the user's line: the caller's
+    /// (every public op is `#[track_caller]` down to this call), or inside a distribution's
+    /// method the line that called the method (its [`caller_scope`](Tape::caller_scope)).
+    #[track_caller]
+    pub(crate) fn read<'a>(&self, nodes: &'a [Node<F>], index: u32) -> &'a ArrayD<F> {
         match &nodes[index as usize].value {
-            Value::Freed(_) => panic!("{FREED} (at {})", Location::caller()),
-            value => f(value),
+            Value::Freed(_) => {
+                // not `unwrap_or_else(Location::caller)`: through a fn pointer the location
+                // would be core's
+                let at = match self.caller.get() {
+                    Some(scope) => scope,
+                    None => Location::caller(),
+                };
+                panic!("{FREED} (at {at})")
+            }
+            value => value.live(),
         }
     }
 
@@ -459,7 +478,7 @@ impl<F: Scalar> fmt::Display for Var<'_, F> {
         let node = &nodes[self.index as usize];
         match node.value {
             Value::Freed(_) => f.write_str("(released by backward_and_free)")?,
-            ref value => fmt::Display::fmt(&**value, f)?,
+            ref value => fmt::Display::fmt(value.live(), f)?,
         }
         write!(f, " (shape {:?}, {})", node.value.shape(), node.op.name())
     }

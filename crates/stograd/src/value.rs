@@ -1,7 +1,6 @@
 //! What a tape node holds: its own array, a parameter's shared one, or (after
 //! `backward_and_free`) only the shape of a released one.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use ndarray::ArrayD;
@@ -19,19 +18,22 @@ pub(crate) enum Value<F> {
 pub(crate) const FREED: &str = "this intermediate value was released by `backward_and_free`; read it \
                      before that call, or differentiate with `backward`, which keeps every value";
 
-impl<F> Deref for Value<F> {
-    type Target = ArrayD<F>;
-
-    fn deref(&self) -> &ArrayD<F> {
+impl<F> Value<F> {
+    /// The array.
+    ///
+    /// # Panics
+    /// If [`backward_and_free`](crate::Var::backward_and_free) released it, naming the
+    /// caller's location: every public function that reads a value is `#[track_caller]` down
+    /// to this call, so the location is the user's line.
+    #[track_caller]
+    pub(crate) fn live(&self) -> &ArrayD<F> {
         match self {
             Value::Owned(a) => a,
             Value::Shared(a) => a,
-            Value::Freed(_) => panic!("{FREED}"),
+            Value::Freed(_) => panic!("{FREED} (at {})", std::panic::Location::caller()),
         }
     }
-}
 
-impl<F> Value<F> {
     /// The shape, also of a released value.
     pub(crate) fn shape(&self) -> &[usize] {
         match self {

@@ -392,3 +392,65 @@ fn tables_print_as_markdown_and_csv() {
             .contains("\n\"reinforce, none\",0,")
     );
 }
+
+/// A NaN or infinite estimate is an error naming the run (or candidate and replicate), the
+/// coordinate and the value. One NaN draw used to turn a heavy-tailed estimator's tail index
+/// into ∞ (its mean and variance into NaN) and so switched off the infinite-variance warning.
+#[test]
+fn non_finite_estimates_are_errors_naming_the_run() {
+    use rand::RngExt;
+    use stograd::Error;
+    use stograd::diagnostics::gradient_stats;
+
+    // a Cauchy-tailed coordinate (tail index 1) and a light one; run 700 is NaN in coordinate 0
+    let heavy = |bad: f64| {
+        let mut run = 0;
+        gradient_stats(2_000, 5, move |rng| {
+            let u: f64 = rng.random();
+            let g = vec![(std::f64::consts::PI * (u - 0.5)).tan(), u];
+            run += 1;
+            Ok(if run == 701 { vec![bad, u] } else { g })
+        })
+    };
+    let stats = heavy(0.0).unwrap();
+    assert_eq!(stats.heavy_tailed(), vec![0], "{:?}", stats.tail_index);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let err = heavy(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NonFiniteEstimate { function: "gradient_stats", run: 700, coordinate: 0, value, .. }
+                    if value.to_bits() == bad.to_bits()
+            ),
+            "{err:?}"
+        );
+        let m = err.to_string();
+        assert!(m.contains("run 700") && m.contains(&bad.to_string()), "{m}");
+    }
+
+    // compare and compare_rows: the candidate, the replicate and (with rows) the row
+    let candidates = [Candidate::<f64>::new("pathwise", Estimator::Pathwise)];
+    let err = compare(&candidates, 5, 0, None, |_, rng| {
+        let u: f64 = rng.random();
+        Ok(vec![u, if u > 0.5 { f64::NAN } else { u }])
+    })
+    .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        m.contains("compare: candidate \"pathwise\", replicate ")
+            && m.contains("NaN at coordinate 1")
+            && !m.contains("row"),
+        "{m}"
+    );
+    let err = compare_rows(&candidates, 3, 0, None, |_, _| {
+        let mut g = Array2::<f64>::ones((4, 2));
+        g[[2, 0]] = f64::INFINITY;
+        Ok(g)
+    })
+    .unwrap_err();
+    let m = err.to_string();
+    assert!(
+        m.contains("replicate 0, row 2 returned inf at coordinate 0"),
+        "{m}"
+    );
+}

@@ -236,3 +236,83 @@ fn cholesky_names_a_non_finite_entry() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `ln Γ(+∞) = +∞` (found by `tests/fuzz_ops.rs`: the Lanczos sum gave `∞ − ∞ = NaN`, in `f32`
+/// for any input above its maximum).
+#[test]
+fn lgamma_of_infinity_is_infinity() {
+    let tape = Tape::<f32>::new();
+    let x = tape.constant(array![f32::INFINITY, 1e30].into_dyn());
+    let y = x.lgamma().value();
+    assert_eq!(y[0], f32::INFINITY);
+    // ln Γ(x) = x (ln x − 1) + O(ln x): 6.808·10³¹ at x = 10³⁰, finite in f32
+    let want = 1e30 * (30.0 * 10f64.ln() - 1.0);
+    assert!(
+        (f64::from(y[1]) - want).abs() <= 4.0 * f64::from(f32::EPSILON) * want,
+        "{}",
+        y[1]
+    );
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(array![f64::INFINITY, 1e300].into_dyn());
+    let y = x.lgamma().value();
+    assert_eq!(y[0], f64::INFINITY);
+    // x (ln x − 1) − ½ ln x + ½ ln 2π at x = 10³⁰⁰, to double precision
+    let want = 1e300 * (300.0 * 10f64.ln() - 1.0);
+    assert!((y[1] - want).abs() <= 4.0 * f64::EPSILON * want, "{}", y[1]);
+}
+
+/// `gelu(−∞) = lim x Φ(x) = 0` and its derivative `Φ(x) + x φ(x) → 0` (found by
+/// `tests/fuzz_ops.rs`: both were `−∞ · 0 = NaN`); at `+∞` the value is `+∞`.
+#[test]
+fn gelu_at_infinity_takes_its_limits() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![f32::NEG_INFINITY, f32::INFINITY, -1e30].into_dyn());
+    let y = x.gelu();
+    let v = y.value();
+    assert_eq!((v[0], v[1]), (0.0, f32::INFINITY));
+    assert_eq!(v[2], 0.0);
+    let g = y.slice(0, 0..1).sum().backward().unwrap();
+    assert_eq!(g.wrt(x).unwrap()[0], 0.0);
+}
+
+/// `d/dx (eˣ − 1) = eˣ`, accurate where `eˣ − 1` is near −1 (found by `tests/fuzz_ops.rs`:
+/// `y + 1` lost 5 digits at `x = −8` in `f32` and every digit below `x ≈ −17`).
+#[test]
+fn the_derivative_of_expm1_does_not_cancel() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![-7.980_507f32, -20.0].into_dyn());
+    let g = x.expm1().sum().backward().unwrap();
+    for (got, x) in g.wrt(x).unwrap().iter().zip([-7.980_507f64, -20.0]) {
+        let want = x.exp();
+        assert!(
+            (f64::from(*got) - want).abs() <= 2.0 * f64::from(f32::EPSILON) * want,
+            "at {x}: {got}, want {want}"
+        );
+    }
+}
+
+/// `∂(x / c)/∂x · g` is `g / c`: it was `g · (1/c)`, and `1/c` overflows for `|c|` below
+/// `1/max`, so a zero upstream gradient became `0 · ∞ = NaN` (found by `tests/fuzz.rs`
+/// through the relaxed Bernoulli at a temperature of 10⁻⁴⁰ in `f32`).
+#[test]
+fn dividing_by_a_tiny_scalar_keeps_zero_gradients_zero() {
+    let tape = Tape::<f32>::new();
+    let x = tape.variable(array![1.0f32, -0.5].into_dyn());
+    // sigmoid(±∞) is flat: the gradient is exactly 0
+    let g = (x / 1e-40).sigmoid().sum().backward().unwrap();
+    assert_eq!(g.wrt(x).unwrap(), array![0.0f32, 0.0].into_dyn());
+}
+
+/// A solve `L z = x` with a zero below the diagonal of `L` ignores it, also against an entry of
+/// `z` that overflowed: `0 · ∞` made NaN of a log-density that is `−∞` (found by
+/// `tests/fuzz.rs`: `N(0, diag(10⁻⁴⁰, 10⁻³⁰))` in `f32` at `(1, 0)`).
+#[test]
+fn a_solve_ignores_zeros_of_the_factor() {
+    use stograd::dist::{Distribution, MultivariateNormal};
+    let tape = Tape::<f32>::new();
+    let l = tape.constant(array![[1e-40f32, 0.0], [0.0, 1e-30]].into_dyn());
+    let q = MultivariateNormal::new(tape.constant(array![0.0f32, 0.0].into_dyn()), l).unwrap();
+    // −½ (10⁸⁰ + 0) − ln(10⁻⁷⁰) − ln 2π: beyond f32
+    let lp = q.log_prob(tape.constant(array![1.0f32, 0.0].into_dyn()));
+    assert_eq!(lp.item(), f32::NEG_INFINITY);
+}

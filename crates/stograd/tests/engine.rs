@@ -14,6 +14,7 @@ mod errors;
 mod estimators;
 mod factor_grad;
 mod fuzz;
+mod fuzz_ops;
 mod loc_scale;
 mod mvn;
 mod numerics;

@@ -344,3 +344,92 @@ fn distributions_built_from_two_tapes_panic_at_the_call() {
     let (msg, line) = (panic_message(|| monte_carlo(&p, &q, 4, rng)), line!());
     assert_names(&msg, line, &["different tapes"]);
 }
+
+/// Reading a value `backward_and_free` released panics at the line of the op that reads it,
+/// whichever op it is: every public op and distribution method is `#[track_caller]` down to
+/// the read. Several used to name a line inside stograd (the `Deref` of the released value).
+#[test]
+fn reading_a_freed_value_panics_at_the_call() {
+    use stograd::dist::kl::kl_divergence;
+    use stograd::dist::{
+        Bernoulli, Categorical, Distribution, LowRankMultivariateNormal, MultivariateNormal,
+        Normal, RelaxedBernoulli,
+    };
+    let tape = Tape::<f64>::new();
+    let x = tape.variable(uniform(&[2, 2], 0.1, 0.9, 1));
+    let hidden = x.exp(); // an intermediate: released by backward_and_free
+    let w = tape.constant(uniform(&[2, 2], 0.1, 0.9, 2));
+    // a distribution made before the release: its capacitance factor is released too
+    let early = LowRankMultivariateNormal::new(
+        tape.variable(zeros(&[2])),
+        tape.variable(uniform(&[2, 1], 0.1, 0.9, 3)),
+        tape.variable(array![1.0, 2.0].into_dyn()),
+    )
+    .unwrap();
+    let loss = hidden.sum() + early.entropy().unwrap();
+    loss.backward_and_free().unwrap();
+    let one = tape.constant(array![1.0, 1.0].into_dyn());
+    assert_eq!(hidden.shape(), vec![2, 2]); // the shape is kept
+    macro_rules! at_call {
+        ($e:expr) => {{
+            let (msg, line) = (panic_message(|| $e), line!());
+            assert_names(&msg, line, &["released by `backward_and_free`"]);
+        }};
+    }
+    // the value itself
+    at_call!(hidden.value());
+    at_call!(hidden.item());
+    // elementwise, unary and binary (broadcasting), fused
+    at_call!(hidden.exp());
+    at_call!(hidden.sigmoid());
+    at_call!(hidden * 2.0);
+    at_call!(hidden + w);
+    at_call!(w / hidden);
+    at_call!(one - hidden);
+    at_call!(hidden.mul_add(w, w));
+    at_call!(hidden.powf(2.0));
+    at_call!(hidden.clamp(0.0, 1.0));
+    // matrix products and factorizations
+    at_call!(hidden.matmul(w));
+    at_call!(w.matmul(hidden));
+    at_call!(hidden.cholesky());
+    at_call!(hidden.linear(w, None));
+    // reductions and normalizations
+    at_call!(hidden.sum());
+    at_call!(hidden.mean());
+    at_call!(hidden.sum_axis(1));
+    at_call!(hidden.logsumexp());
+    at_call!(hidden.logsumexp_axis(0));
+    at_call!(hidden.max_axis(0));
+    at_call!(hidden.softmax(1));
+    at_call!(hidden.log_softmax(1));
+    // shape ops that copy values
+    at_call!(hidden.t());
+    at_call!(hidden.reshape(&[4]));
+    at_call!(hidden.slice(0, ..1));
+    at_call!(Var::concat(&[hidden, w], 0));
+    at_call!(hidden.broadcast_to(&[3, 2, 2]));
+    at_call!(hidden.select_rows(&[1, 0]));
+    // distributions: built from a released value, or asked for its density
+    let normal = Normal::new(w, w).unwrap();
+    at_call!(normal.log_prob(hidden));
+    at_call!(Normal::new(hidden, w));
+    at_call!(Normal::new(w, hidden));
+    at_call!(Bernoulli::from_logits(hidden));
+    at_call!(Bernoulli::from_logits(w).unwrap().log_prob(hidden));
+    at_call!(Categorical::from_logits(hidden));
+    let relaxed = RelaxedBernoulli::new(0.5, Bernoulli::from_logits(w).unwrap()).unwrap();
+    at_call!(relaxed.log_prob(hidden));
+    let eye = tape.constant(ndarray::Array2::<f64>::eye(2).into_dyn());
+    let mvn = MultivariateNormal::new(one, eye).unwrap();
+    at_call!(mvn.log_prob(hidden));
+    at_call!(MultivariateNormal::new(one, hidden));
+    let factor = tape.constant(zeros(&[2, 1]));
+    let low_rank = LowRankMultivariateNormal::new(one, factor, one).unwrap();
+    at_call!(low_rank.log_prob(hidden));
+    at_call!(LowRankMultivariateNormal::new(one, hidden, one));
+    at_call!(early.log_prob(one));
+    // a KL of distributions built before the release is still readable, its use is not
+    let kl = kl_divergence(&normal, &Normal::new(w, w).unwrap()).unwrap();
+    at_call!(kl + hidden);
+}

@@ -199,7 +199,9 @@ pub fn flat_gradient<F: Scalar>(grads: &Gradients<F>, vars: &[Var<'_, F>]) -> Ve
 /// # Errors
 /// [`Error::InvalidArgument`] without candidates or replicates, or with fewer than 2
 /// estimates per candidate; [`Error::ShapeMismatch`] when an estimate's length differs from
-/// the first one's or from `exact`'s; the first error `build` returns.
+/// the first one's or from `exact`'s; [`Error::NonFiniteEstimate`] naming the candidate, the
+/// replicate, the coordinate and the value when an estimate is NaN or ±∞; the first error
+/// `build` returns.
 ///
 /// # Panics
 /// If two candidates share a label.
@@ -253,7 +255,8 @@ where
 /// ```
 ///
 /// # Errors
-/// As [`compare`]; an estimate with no rows is a [`Error::ShapeMismatch`].
+/// As [`compare`] (a non-finite value's error names its row too); an estimate with no rows is
+/// a [`Error::ShapeMismatch`].
 ///
 /// # Panics
 /// If two candidates share a label.
@@ -312,6 +315,19 @@ where
                     got: g.shape().to_vec(),
                 }
                 .into());
+            }
+            for (row, values) in g.rows().into_iter().enumerate() {
+                if let Some((coordinate, value)) = super::first_non_finite(values) {
+                    return Err(Error::NonFiniteEstimate {
+                        function: "compare",
+                        candidate: Some(candidate.label.clone()),
+                        run: replicate,
+                        row: (g.nrows() > 1).then_some(row),
+                        coordinate,
+                        value,
+                    }
+                    .into());
+                }
             }
             let columns = &mut draws[i];
             columns.resize_with(expected, Vec::new);

@@ -92,7 +92,9 @@ impl GradientStats {
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] for fewer than 2 runs; [`Error::ShapeMismatch`] when a run
-/// returns a gradient of a different length; any error `estimate` returns.
+/// returns a gradient of a different length; [`Error::NonFiniteEstimate`] naming the run, the
+/// coordinate and the value when a run returns NaN or ±∞ (a NaN would make the mean NaN and
+/// hide an infinite variance from the tail check); any error `estimate` returns.
 pub fn gradient_stats<E>(runs: usize, seed: u64, mut estimate: E) -> Result<GradientStats>
 where
     E: FnMut(&mut StdRng) -> Result<Vec<f64>>,
@@ -108,7 +110,7 @@ where
     let first = estimate(&mut rng)?;
     let dim = first.len();
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); dim];
-    let mut push = |g: Vec<f64>| -> Result<()> {
+    let mut push = |run: usize, g: Vec<f64>| -> Result<()> {
         if g.len() != dim {
             return Err(Error::ShapeMismatch {
                 what: "gradient estimate",
@@ -116,15 +118,33 @@ where
                 got: vec![g.len()],
             });
         }
+        if let Some((coordinate, value)) = first_non_finite(&g) {
+            return Err(Error::NonFiniteEstimate {
+                function: "gradient_stats",
+                candidate: None,
+                run,
+                row: None,
+                coordinate,
+                value,
+            });
+        }
         draws.iter_mut().zip(g).for_each(|(d, v)| d.push(v));
         Ok(())
     };
-    push(first)?;
-    for _ in 1..runs {
-        push(estimate(&mut rng)?)?;
+    push(0, first)?;
+    for run in 1..runs {
+        push(run, estimate(&mut rng)?)?;
     }
 
     Ok(summarize(&draws))
+}
+
+/// The first coordinate of `g` that is NaN or infinite, with its value.
+pub(crate) fn first_non_finite<'a>(g: impl IntoIterator<Item = &'a f64>) -> Option<(usize, f64)> {
+    g.into_iter()
+        .copied()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
 }
 
 /// The summary of draws kept coordinate by coordinate (`draws[i]` holds every draw of
@@ -166,7 +186,16 @@ fn compensated_sum(x: &[f64]) -> f64 {
 }
 
 /// The Hill estimator of the tail index of `|x|` from its `⌈√n⌉` largest values.
+///
+/// NaN when a value is NaN (there is no tail to estimate), 0 when one is infinite (no moment
+/// of positive order is finite), ∞ when fewer than `⌈√n⌉ + 1` values are non-zero.
 pub fn hill_tail_index(x: &[f64]) -> f64 {
+    if x.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    if x.iter().any(|v| v.is_infinite()) {
+        return 0.0;
+    }
     let mut a: Vec<f64> = x.iter().map(|v| v.abs()).collect();
     a.sort_by(|p, q| q.total_cmp(p));
     let k = (a.len() as f64).sqrt().ceil() as usize;
@@ -186,6 +215,18 @@ pub fn hill_tail_index(x: &[f64]) -> f64 {
 mod tests {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Pareto};
+
+    #[test]
+    fn hill_is_nan_for_nan_and_zero_for_an_infinite_value() {
+        let mut x: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert!(super::hill_tail_index(&x).is_finite());
+        x[50] = f64::NAN;
+        assert!(super::hill_tail_index(&x).is_nan());
+        // more infinite values than the k = 10 order statistics: was ∞ (from ∞/∞ = NaN)
+        x.iter_mut().take(20).for_each(|v| *v = f64::NEG_INFINITY);
+        x[50] = 1.0;
+        assert_eq!(super::hill_tail_index(&x), 0.0);
+    }
 
     #[test]
     fn hill_recovers_a_pareto_tail_index() {

@@ -7,7 +7,8 @@
 //!   `Σᵢ (x − U z)ᵢ²/Dᵢ + ‖z‖²`, `z = K⁻ᵀK⁻¹ Uᵀ D⁻¹ x`, with `K Kᵀ = C = I_r + Uᵀ D⁻¹ U` (the
 //!   capacitance): two non-negative terms, where `Σᵢ xᵢ²/Dᵢ − ‖K⁻¹ Uᵀ D⁻¹ x‖²` cancels;
 //! - `ln det Σ`: `2 Σ ln Lᵢᵢ`, or by the determinant lemma `2 Σ ln Kᵢᵢ + Σ ln Dᵢ`;
-//! - `tr(Σ_q⁻¹ Σₚ)` for two covariances, for the KL divergence.
+//! - `tr(Σ_q⁻¹ Σₚ)` for two covariances, for the KL divergence: for a low-rank `Σ_q`, the same
+//!   sum of squares per column of `Σₚ`'s factor (Woodbury's diagonal for `Dₚ`'s columns).
 //!
 //! Factors are unbatched (`[d, d]`, `[d, r]`, `[d]`) or batched over one leading axis `n`.
 //! A batch of row vectors `x [S.., d]` is laid out as the columns of one right-hand side
@@ -197,16 +198,9 @@ impl<'t, F: Scalar> Cov<'t, F> {
     }
 
     /// `xᵀ Σ⁻¹ x` for each row of `x [S.., d]`, shape `S`; with batched factors the last axis
-    /// of `S` is the batch axis. `‖L⁻¹x‖²`, or for `Σ = D + U Uᵀ` (O(d r + r²) per row)
-    ///
-    /// `xᵀΣ⁻¹x = Σᵢ (x − U z)ᵢ²/Dᵢ + ‖z‖²`, with `z = C⁻¹ Uᵀ D⁻¹ x = K⁻ᵀ K⁻¹ Wᵀ x`.
-    ///
-    /// Why: Woodbury's `Σᵢ xᵢ²/Dᵢ − ‖K⁻¹Wᵀx‖²` subtracts two terms that nearly cancel when
-    /// `D ≪ U Uᵀ` (an error of `ε Σᵢ xᵢ²/Dᵢ`, 28% in `f32` at `D = 10⁻⁷`). With `y = D^{-½}x`,
-    /// `A = D^{-½}U` and `r = (I + AAᵀ)⁻¹y = y − Az`, `Aᵀr = z`, so
-    /// `yᵀr = (r + Az)ᵀr = ‖r‖² + ‖z‖²`: a sum of non-negative terms (ridge regression's
-    /// objective at its minimum). The one subtraction left, `x − Uz`, is a least-squares
-    /// residual, as accurate as the data determine it.
+    /// of `S` is the batch axis. `‖L⁻¹x‖²`, or for `Σ = D + U Uᵀ` (O(d r + r²) per row) the
+    /// sum of squares `Σᵢ (x − U z)ᵢ²/Dᵢ + ‖z‖²` of [`LowRankCov::quad_columns`], where
+    /// Woodbury's difference would cancel.
     fn mahalanobis(&self, x: Var<'t, F>) -> Var<'t, F> {
         let shape = x.shape();
         let s = &shape[..shape.len() - 1];
@@ -214,28 +208,27 @@ impl<'t, F: Scalar> Cov<'t, F> {
         let cols = columns(x, n);
         match self {
             Cov::Tril(l) => uncolumns(sq_norm_columns(l.solve_tril(cols), n), n, s),
-            Cov::LowRank(c) => {
-                let r = c.k.shape()[c.k.ndim() - 1];
-                let eye = broadcast_to(c.k.tape().constant(Array2::<F>::eye(r)), &c.k.shape());
-                // K⁻ᵀ from K⁻¹ (r × r): the tape solves lower-triangular systems only
-                let k_inv_t = c.k.solve_tril(eye).t();
-                let z = k_inv_t.matmul(c.k.solve_tril(c.w.t().matmul(cols)));
-                let resid = cols - c.u.matmul(z);
-                let scaled = resid.square() / c.diag.unsqueeze(c.diag.ndim());
-                let quad = sq_norm_columns(z, n) + scaled.sum_axis(if n.is_some() { 1 } else { 0 });
-                uncolumns(quad, n, s)
-            }
+            Cov::LowRank(c) => uncolumns(c.quad_columns(cols), n, s),
         }
     }
 
     /// `tr(Σ⁻¹ Σₚ)` for another covariance `p` with the same batching; `[]` or `[n]`.
     ///
-    /// With `Σₚ = A Aᵀ` (`A = Lₚ`, or `A = [Dₚ^½ | Uₚ]` for a low-rank `p`):
-    /// `‖L⁻¹A‖²_F` for a Cholesky `Σ`; for a low-rank `Σ`, by Woodbury,
-    /// `Σᵢ (Σₚ)ᵢᵢ / Dᵢ − ‖K⁻¹ Wᵀ A‖²_F`, where `Wᵀ Dₚ^½` is `Wᵀ` with its columns scaled, so
-    /// no `d × d` matrix is formed for a low-rank `Σ`. That difference still cancels when
-    /// `D ≪ U Uᵀ` (known limitation: the stable column-wise form of `mahalanobis` would need the
-    /// `d × d` matrix `A` for a low-rank `p`).
+    /// With `Σₚ = A Aᵀ` (`A = Lₚ`, or `A = [Dₚ^½ | Uₚ]` for a low-rank `p`),
+    /// `tr(Σ⁻¹Σₚ) = Σⱼ aⱼᵀ Σ⁻¹ aⱼ` over the columns `aⱼ` of `A`: `‖L⁻¹A‖²_F` for a Cholesky
+    /// `Σ`. For a low-rank `Σ = D + U Uᵀ`:
+    ///
+    /// - each column of `Lₚ` or `Uₚ` goes through [`LowRankCov::quad_columns`], the sum of
+    ///   squares `mahalanobis` uses;
+    /// - the columns `√Dₚⱼ eⱼ` give `Σⱼ Dₚⱼ (Σ⁻¹)ⱼⱼ` with Woodbury's diagonal
+    ///   `(Σ⁻¹)ⱼⱼ = 1/Dⱼ − ‖K⁻¹ Wᵀ eⱼ‖²`, so no `d × d` matrix is formed for a low-rank `p`.
+    ///
+    /// Why: Woodbury on the whole trace, `Σᵢ (Σₚ)ᵢᵢ / Dᵢ − ‖K⁻¹ Wᵀ A‖²_F`, subtracts two terms of
+    /// size `‖Uₚ‖²/D` whose difference is the trace (about `d` when `p ≈ q`): with `D ≪ U Uᵀ`
+    /// that lost every digit in `f32`. The diagonal's difference is benign: with `h_j` the
+    /// leverage of row `j` of `D^{-½}U` (`h_j = ‖Pⱼ‖²` for the projector `P` onto its span),
+    /// `(Σ⁻¹)ⱼⱼ ≈ (1 − hⱼ)/Dⱼ`, so its relative error is about `ε κ / (1 − hⱼ)`: it cancels only
+    /// for a coordinate axis (nearly) inside the span of `U`, as when `r ≥ d`.
     fn trace_inv(&self, p: &Cov<'t, F>) -> Var<'t, F> {
         match (self, p) {
             (Cov::Tril(l), Cov::Tril(lp)) => frobenius_sq(l.solve_tril(*lp)),
@@ -243,19 +236,46 @@ impl<'t, F: Scalar> Cov<'t, F> {
                 let a = Var::concat(&[diag_matrix(cp.diag.sqrt()), cp.u], cp.u.ndim() - 1);
                 frobenius_sq(l.solve_tril(a))
             }
-            (Cov::LowRank(c), _) => {
+            (Cov::LowRank(c), Cov::Tril(lp)) => {
+                let q = c.quad_columns(*lp);
+                q.sum_axis(q.ndim() - 1)
+            }
+            (Cov::LowRank(c), Cov::LowRank(cp)) => {
                 let last = c.diag.ndim() - 1;
-                let by_diag = (p.diag() / c.diag).sum_axis(last);
-                let wt_a = match p {
-                    Cov::Tril(lp) => c.w.t().matmul(*lp),
-                    Cov::LowRank(cp) => {
-                        let scaled = (c.w * cp.diag.sqrt().unsqueeze(last + 1)).t();
-                        Var::concat(&[scaled, c.w.t().matmul(cp.u)], last + 1)
-                    }
-                };
-                by_diag - frobenius_sq(c.k.solve_tril(wt_a))
+                // (Σ⁻¹)ⱼⱼ = 1/Dⱼ − Σₖ (K⁻¹Wᵀ)ₖⱼ²: [d] or [n, d]
+                let k_inv_wt = c.k.solve_tril(c.w.t());
+                let diag_inv = c.diag.recip() - k_inv_wt.square().sum_axis(last);
+                let by_diag = (cp.diag * diag_inv).sum_axis(last);
+                let by_factor = c.quad_columns(cp.u);
+                by_diag + by_factor.sum_axis(by_factor.ndim() - 1)
             }
         }
+    }
+}
+
+impl<'t, F: Scalar> LowRankCov<'t, F> {
+    /// `aᵀ Σ⁻¹ a` for each column `a` of `cols` (`[d, M]`, or `[n, d, M]` when batched), as
+    /// `[M]` or `[n, M]`: `Σᵢ (a − U z)ᵢ²/Dᵢ + ‖z‖²`, `z = C⁻¹ Uᵀ D⁻¹ a = K⁻ᵀ K⁻¹ Wᵀ a`
+    /// (O(d r + r²) per column).
+    ///
+    /// Why: Woodbury's `Σᵢ aᵢ²/Dᵢ − ‖K⁻¹Wᵀa‖²` subtracts two terms that nearly cancel when
+    /// `D ≪ U Uᵀ` (an error of `ε Σᵢ aᵢ²/Dᵢ`, 28% in `f32` at `D = 10⁻⁷`). With `y = D^{-½}a`,
+    /// `A = D^{-½}U` and `r = (I + AAᵀ)⁻¹y = y − Az`, `Aᵀr = z`, so
+    /// `yᵀr = (r + Az)ᵀr = ‖r‖² + ‖z‖²`: a sum of non-negative terms (ridge regression's
+    /// objective at its minimum). The one subtraction left, `a − Uz`, is a least-squares
+    /// residual, as accurate as the data determine it.
+    fn quad_columns(&self, cols: Var<'t, F>) -> Var<'t, F> {
+        let r = self.k.shape()[self.k.ndim() - 1];
+        let eye = broadcast_to(self.k.tape().constant(Array2::<F>::eye(r)), &self.k.shape());
+        // K⁻ᵀ from K⁻¹ (r × r): the tape solves lower-triangular systems only
+        let k_inv_t = self.k.solve_tril(eye).t();
+        let z = k_inv_t.matmul(self.k.solve_tril(self.w.t().matmul(cols)));
+        let resid = cols - self.u.matmul(z);
+        // (r/√D)², not r²/D: the backward of r²/D is 2r · (g/D), 0 · ∞ = NaN at r = 0 for a
+        // subnormal D, where the gradient is 0
+        let scaled = (resid / self.diag.sqrt().unsqueeze(self.diag.ndim())).square();
+        let rows = cols.ndim() - 2;
+        z.square().sum_axis(rows) + scaled.sum_axis(rows)
     }
 }
 

@@ -181,8 +181,10 @@ fn mvn_mvn<'t, F: Scalar>(
     gaussian_kl(mp, Cov::tril(lp), mq, Cov::tril(lq))
 }
 
-/// Σq = Dq + UqUqᵀ by Woodbury: `tr(Σq⁻¹Σp) = Σᵢ (LpLpᵀ)ᵢᵢ/Dqᵢ − ‖Kq⁻¹ Wqᵀ Lp‖²_F` with
-/// `Wq = Dq⁻¹Uq`, `KqKqᵀ = I + UqᵀWq`; `ln det Σq = 2 Σ ln Kqᵢᵢ + Σ ln Dqᵢ`.
+/// Σq = Dq + UqUqᵀ by Woodbury, with `Wq = Dq⁻¹Uq`, `KqKqᵀ = I + UqᵀWq`:
+/// `tr(Σq⁻¹Σp) = Σⱼ lⱼᵀ Σq⁻¹ lⱼ` over the columns `lⱼ` of `Lp`, each as the sum of squares
+/// `Σᵢ (l − Uq z)ᵢ²/Dqᵢ + ‖z‖²`, `z = Kq⁻ᵀKq⁻¹Wqᵀ l` (no cancellation when `Dq ≪ ‖Uq‖²`);
+/// `ln det Σq = 2 Σ ln Kqᵢᵢ + Σ ln Dqᵢ`.
 fn mvn_low_rank<'t, F: Scalar>(
     mp: Var<'t, F>,
     lp: Var<'t, F>,
@@ -205,7 +207,8 @@ fn low_rank_mvn<'t, F: Scalar>(
     Ok(gaussian_kl(mp, Cov::low_rank(up, dp)?, mq, Cov::tril(lq)))
 }
 
-/// Both by Woodbury and the determinant lemma; `tr(Σq⁻¹Dp)` needs only the diagonal of
+/// Both by Woodbury and the determinant lemma; `tr(Σq⁻¹UpUpᵀ)` column by column of `Up` as
+/// the sum of squares of [`mvn_low_rank`], and `tr(Σq⁻¹Dp)` needs only the diagonal of
 /// `Σq⁻¹`, `Dqᵢ⁻¹ − ‖Kq⁻¹ Wqᵀ eᵢ‖²`, so no `d × d` matrix is formed.
 fn low_rank_low_rank<'t, F: Scalar>(
     mp: Var<'t, F>,

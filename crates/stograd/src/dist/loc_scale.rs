@@ -434,6 +434,7 @@ impl<'t, F: Scalar, B: Base> LocScale<'t, F, B> {
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
     #[track_caller]
     pub fn from_loc_scale(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(B::NAME, loc, scale);
         check_param(B::NAME, "loc", loc, Constraint::Finite)?;
         check_param(B::NAME, "scale", scale, Constraint::Positive)?;
@@ -498,6 +499,7 @@ impl<'t, F: Scalar, B: Standard> LocScale<'t, F, B> {
     /// finite; [`Error::IncompatibleShapes`] if they do not broadcast together.
     #[track_caller]
     pub fn new(loc: Var<'t, F>, scale: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         Self::from_loc_scale(loc, scale)
     }
 }
@@ -514,6 +516,7 @@ impl<'t, F: Scalar> LocScale<'t, F, UniformNoise> {
     /// [`Error::IncompatibleShapes`] if the bounds do not broadcast together.
     #[track_caller]
     pub fn new(low: Var<'t, F>, high: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(low);
         same_tape("Uniform", low, high);
         check_param("Uniform", "low", low, Constraint::Finite)?;
         check_param("Uniform", "high", high, Constraint::Finite)?;
@@ -591,6 +594,7 @@ impl<'t, F: Scalar> LocScale<'t, F, ExponentialNoise> {
     /// [`Error::InvalidParameter`] if `rate` is not positive and finite.
     #[track_caller]
     pub fn new(rate: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(rate);
         check_param("Exponential", "rate", rate, Constraint::Positive)?;
         let loc = rate.tape().scalar(F::zero());
         Ok(LocScale {
@@ -743,6 +747,7 @@ struct LogProbOp<B>(PhantomData<B>);
 
 /// Records a log-density op on `[x, a, b]` (the parameters named `an` and `bn`), after checking
 /// that the shapes broadcast.
+#[track_caller]
 fn record<'t, F: Scalar, B: Base, Op: CustomOp<F>>(
     op: Op,
     x: Var<'t, F>,

@@ -36,7 +36,8 @@ const NAME: &str = "LowRankMultivariateNormal";
 /// Woodbury identity, at O(d r² + r³) per batch element to factor the `r × r` capacitance
 /// `I_r + Uᵀ D⁻¹ U` (once, at construction) and O(d r + r²) per evaluated row. No `d × d`
 /// matrix is formed in `rsample`, `log_prob`, `entropy`, `mean`, `variance` or the KL
-/// divergences with a low-rank second argument.
+/// divergences with a low-rank second argument (beyond one shaped as a Cholesky first
+/// argument's `d × d` factor).
 ///
 /// # Example
 /// ```
@@ -128,6 +129,7 @@ impl<'t, F: Scalar> LowRankMultivariateNormal<'t, F> {
     /// PyTorch equivalent: `LowRankMultivariateNormal(loc, cov_factor, cov_diag)`.
     #[track_caller]
     pub fn new(loc: Var<'t, F>, cov_factor: Var<'t, F>, cov_diag: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(NAME, loc, cov_factor);
         same_tape(NAME, loc, cov_diag);
         let (batch_shape, d) = fit_shapes(&loc.shape(), &cov_factor.shape(), &cov_diag.shape())?;

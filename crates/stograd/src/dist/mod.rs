@@ -326,6 +326,16 @@ pub(crate) fn at_caller<'t, F: Scalar, D: Distribution<'t, F> + ?Sized>(
     first.tape().caller_scope(std::panic::Location::caller())
 }
 
+/// Attributes what a constructor records to the user's call (see
+/// [`Tape::caller_scope`](crate::Tape)), so that an anomaly report, or the panic of reading a
+/// value `backward_and_free` released, names the user's line; call first thing in each
+/// constructor, with any of its `Var`s.
+#[track_caller]
+pub(crate) fn constructing<'t, F: Scalar>(v: Var<'t, F>) -> crate::caller::CallerScope<'t, F> {
+    v.tape().caller_scope(std::panic::Location::caller())
+}
+
+#[track_caller]
 pub(crate) fn check_param<F: Scalar>(
     distribution: &'static str,
     param: &'static str,

@@ -118,6 +118,7 @@ impl<'t, F: Scalar> MultivariateNormal<'t, F> {
     /// PyTorch equivalent: `MultivariateNormal(loc, scale_tril=scale_tril)`.
     #[track_caller]
     pub fn new(loc: Var<'t, F>, scale_tril: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(NAME, loc, scale_tril);
         let (batch_shape, d) = fit_shapes(&loc.shape(), &scale_tril.shape(), "loc and scale_tril")?;
         check_param(NAME, "loc", loc, Constraint::Finite)?;
@@ -166,6 +167,7 @@ impl<'t, F: Scalar> MultivariateNormal<'t, F> {
     /// dim1=-2, dim2=-1).exp().diag_embed())`.
     #[track_caller]
     pub fn from_unconstrained(loc: Var<'t, F>, raw: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(NAME, loc, raw);
         let (_, d) = fit_shapes(&loc.shape(), &raw.shape(), "loc and raw")?;
         check_param(NAME, "raw", raw, Constraint::Finite)?;
@@ -214,6 +216,7 @@ impl<'t, F: Scalar> MultivariateNormal<'t, F> {
     /// PyTorch equivalent: `MultivariateNormal(loc, covariance_matrix=cov)`.
     #[track_caller]
     pub fn from_covariance(loc: Var<'t, F>, cov: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(loc);
         same_tape(NAME, loc, cov);
         fit_shapes(&loc.shape(), &cov.shape(), "loc and covariance_matrix")?;
         check_param(NAME, "loc", loc, Constraint::Finite)?;

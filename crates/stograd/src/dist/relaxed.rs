@@ -110,6 +110,7 @@ impl<'t, F: Scalar> RelaxedBernoulli<'t, F> {
     /// PyTorch: `RelaxedBernoulli(temperature, logits=l)` (or `probs=p`).
     #[track_caller]
     pub fn new(temperature: F, base: Bernoulli<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(base.logits());
         check_temperature(temperature)?;
         Ok(RelaxedBernoulli { temperature, base })
     }
@@ -281,6 +282,7 @@ impl<'t, F: Scalar> RelaxedOneHotCategorical<'t, F> {
     /// PyTorch: `RelaxedOneHotCategorical(temperature, logits=l)` (or `probs=p`).
     #[track_caller]
     pub fn new(temperature: F, base: OneHotCategorical<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(base.logits());
         check_temperature(temperature)?;
         Ok(RelaxedOneHotCategorical { temperature, base })
     }
@@ -374,7 +376,12 @@ impl<'t, F: Scalar> Distribution<'t, F> for RelaxedOneHotCategorical<'t, F> {
         let shape = self.draw_shape();
         let last = shape.len() - 1;
         check_noise(noise, shape)?;
-        let y = ((self.logits() + noise) / self.temperature).softmax(last);
+        // the row's maximum subtracted before dividing by τ (softmax is shift-invariant): at a
+        // τ so small that (l + g)/τ overflows, two +∞ made the draw NaN; now the argmax is
+        // 0/τ = 0 and the draw one-hot, its limit
+        let perturbed = self.logits() + noise;
+        let top = perturbed.max_axis(last).unsqueeze(last).detach();
+        let y = ((perturbed - top) / self.temperature).softmax(last);
         let y = y.clamp(F::min_positive_value(), F::one());
         // a category of probability 0 (stored as the log of the smallest positive float) is
         // never the argmax, and its relaxed coordinate is the clamp's floor

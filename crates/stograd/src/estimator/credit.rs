@@ -146,7 +146,7 @@ pub(crate) fn credit<F: Scalar>(
             });
         }
         let learned = match baseline {
-            NodeBaseline::Learned { node } => Some(&*nodes[*node as usize].value),
+            NodeBaseline::Learned { node } => Some(nodes[*node as usize].value.live()),
             _ => None,
         };
         let b = baseline.values(&q, learned, record.distribution)?;
@@ -322,7 +322,7 @@ fn split<F: Scalar>(
     flow: &Flow,
 ) -> Result<Split<F>> {
     let mut adjoint: Vec<Option<ArrayD<F>>> = (0..=root).map(|_| None).collect();
-    adjoint[root] = Some(ArrayD::ones(nodes[root].value.raw_dim()));
+    adjoint[root] = Some(ArrayD::ones(nodes[root].value.live().raw_dim()));
     let mut split = Split {
         terms: Vec::new(),
         surrogates: Vec::new(),
@@ -346,13 +346,13 @@ fn split<F: Scalar>(
             if flow.in_surrogate.any(i) {
                 return Err(not_linear(nodes, register, i));
             }
-            split.terms.push(term(i, &a, &node.value));
+            split.terms.push(term(i, &a, node.value.live()));
             continue;
         }
         let inputs = node.inputs(nodes);
         let grads = node.op.backward(&Backward {
             inputs: &inputs,
-            output: &node.value,
+            output: node.value.live(),
             grad: &a,
             needs: &varies,
         });

@@ -154,8 +154,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (a, b) = (
-                &nodes[self.index as usize].value,
-                &nodes[rhs.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, rhs.index),
             );
             let shape = broadcast_shape(a.shape(), b.shape()).unwrap_or_else(|| {
                 panic!(
@@ -201,10 +201,10 @@ impl<'t, F: Scalar> Var<'t, F> {
         same_tape("mul_add", self, b);
         let value = {
             let nodes = self.tape.nodes.borrow();
-            let x = &nodes[self.index as usize].value;
+            let x = self.tape.read(&nodes, self.index);
             let (av, bv) = (
-                &nodes[a.index as usize].value,
-                &nodes[b.index as usize].value,
+                self.tape.read(&nodes, a.index),
+                self.tape.read(&nodes, b.index),
             );
             let shape = broadcast_shape(x.shape(), av.shape())
                 .and_then(|s| broadcast_shape(&s, bv.shape()))

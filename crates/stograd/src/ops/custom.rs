@@ -111,10 +111,11 @@ impl<F: Scalar> Tape<'_, F> {
         }
         let value = {
             let nodes = self.nodes.borrow();
-            let values: Vec<&ArrayD<F>> = inputs
-                .iter()
-                .map(|v| &*nodes[v.index as usize].value)
-                .collect();
+            // a loop, not a closure, so that a released value names the caller's line
+            let mut values: Vec<&ArrayD<F>> = Vec::with_capacity(inputs.len());
+            for v in inputs {
+                values.push(self.read(&nodes, v.index));
+            }
             standard(op.forward(&values))
         };
         let parents: SmallVec<[u32; 2]> = inputs.iter().map(|v| v.index).collect();

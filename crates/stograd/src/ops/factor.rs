@@ -187,6 +187,11 @@ fn solve_lower<F: Scalar>(l: ArrayView2<'_, F>, b: ArrayView2<'_, F>) -> Array2<
     let mut x = b.to_owned();
     for i in 0..l.nrows() {
         for j in 0..i {
+            // a zero of L contributes nothing, also against a solution entry that overflowed
+            // (0 · ∞ made NaN of what is an overflow, correctly ±∞, or a finite value)
+            if l[[i, j]] == F::zero() {
+                continue;
+            }
             let (done, mut rest) = x.view_mut().split_at(Axis(0), i);
             rest.row_mut(0).scaled_add(-l[[i, j]], &done.row(j));
         }
@@ -201,6 +206,9 @@ fn solve_upper_t<F: Scalar>(l: ArrayView2<'_, F>, b: ArrayView2<'_, F>) -> Array
     let mut x = b.to_owned();
     for i in (0..l.nrows()).rev() {
         for j in i + 1..l.nrows() {
+            if l[[j, i]] == F::zero() {
+                continue;
+            }
             let (mut head, done) = x.view_mut().split_at(Axis(0), j);
             head.row_mut(i).scaled_add(-l[[j, i]], &done.row(0));
         }
@@ -317,8 +325,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (l, b) = (
-                &nodes[self.index as usize].value,
-                &nodes[rhs.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, rhs.index),
             );
             check_square("solve_tril", l.shape(), location);
             let (sl, sb) = (l.shape(), b.shape());

@@ -158,8 +158,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (a, b) = (
-                &nodes[self.index as usize].value,
-                &nodes[rhs.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, rhs.index),
             );
             let (sa, sb) = (a.shape(), b.shape());
             let ok = match (sa.len(), sb.len()) {
@@ -255,10 +255,13 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (x, w) = (
-                &nodes[self.index as usize].value,
-                &nodes[weight.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, weight.index),
             );
-            let b = bias.map(|b| &nodes[b.index as usize].value);
+            let b = match bias {
+                Some(b) => Some(self.tape.read(&nodes, b.index)),
+                None => None,
+            };
             let fits = x.ndim() >= 1
                 && w.ndim() == 2
                 && x.shape()[x.ndim() - 1] == w.shape()[1]

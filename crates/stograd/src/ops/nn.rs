@@ -165,8 +165,8 @@ impl<'t, F: Scalar> Var<'t, F> {
         let value = {
             let nodes = self.tape.nodes.borrow();
             let (x, t) = (
-                &nodes[self.index as usize].value,
-                &nodes[targets.index as usize].value,
+                self.tape.read(&nodes, self.index),
+                self.tape.read(&nodes, targets.index),
             );
             assert!(
                 x.shape() == t.shape(),

@@ -230,10 +230,11 @@ impl<'t, F: Scalar> Var<'t, F> {
         }
         let value = {
             let nodes = first.tape.nodes.borrow();
-            let views: Vec<_> = vars
-                .iter()
-                .map(|v| nodes[v.index as usize].value.view())
-                .collect();
+            // a loop, not a closure, so that a released value names the caller's line
+            let mut views = Vec::with_capacity(vars.len());
+            for v in vars {
+                views.push(first.tape.read(&nodes, v.index).view());
+            }
             check_axis("concat", axis, views[0].shape());
             ndarray::concatenate(Axis(axis), &views).unwrap_or_else(|_| {
                 let shapes: Vec<_> = views.iter().map(|v| v.shape().to_vec()).collect();

@@ -72,6 +72,24 @@ fn normal_pdf<F: Scalar>(x: F) -> F {
     (-lit::<F>(0.5) * x * x).exp() * lit(0.398_942_280_401_432_7)
 }
 
+/// `x Φ(x)`, with its limits at `±∞` (`∞ · 1` and `−∞ · 0 → 0`; the product was NaN at `−∞`).
+fn gelu<F: Scalar>(x: F) -> F {
+    if x.is_infinite() {
+        x.max(F::zero())
+    } else {
+        x * normal_cdf(x)
+    }
+}
+
+/// `x φ(x)`, 0 at `±∞` (its limit; the product was `∞ · 0 = NaN`).
+fn x_normal_pdf<F: Scalar>(x: F) -> F {
+    if x.is_infinite() {
+        F::zero()
+    } else {
+        x * normal_pdf(x)
+    }
+}
+
 fn softplus<F: Scalar>(x: F) -> F {
     x.max(F::zero()) + x.log1p_exp_neg_abs()
 }
@@ -112,7 +130,8 @@ unary_table! {
     UnaryOp::Exp => "exp", |x| x.exp(), |x, y| y;
     UnaryOp::Log => "log", |x| x.ln(), |x, y| x.recip();
     UnaryOp::Log1p => "log1p", |x| x.ln_1p(), |x, y| (F::one() + x).recip();
-    UnaryOp::Expm1 => "expm1", |x| x.exp_m1(), |x, y| y + F::one();
+    // eˣ, not y + 1, which cancels for x ≪ 0 (e⁻⁸ lost 5 digits in f32)
+    UnaryOp::Expm1 => "expm1", |x| x.exp_m1(), |x, y| x.exp();
     UnaryOp::Sqrt => "sqrt", |x| x.sqrt(), |x, y| lit::<F>(0.5) / y;
     UnaryOp::Square => "square", |x| x * x, |x, y| x + x;
     UnaryOp::Recip => "recip", |x| x.recip(), |x, y| -y * y;
@@ -125,7 +144,7 @@ unary_table! {
     UnaryOp::Relu => "relu", |x| if x <= F::zero() { F::zero() } else { x }, |x, y| step(x > F::zero());
     UnaryOp::LeakyRelu(s) => "leaky_relu", |x| if x > F::zero() { x } else { s * x }, |x, y| if x > F::zero() { F::one() } else { s };
     UnaryOp::Elu(a) => "elu", |x| if x > F::zero() { x } else { a * x.exp_m1() }, |x, y| if x > F::zero() { F::one() } else { y + a };
-    UnaryOp::Gelu => "gelu", |x| x * normal_cdf(x), |x, y| normal_cdf(x) + x * normal_pdf(x);
+    UnaryOp::Gelu => "gelu", |x| gelu(x), |x, y| normal_cdf(x) + x_normal_pdf(x);
     UnaryOp::Softplus => "softplus", |x| softplus(x), |x, y| sigmoid(x);
     UnaryOp::Lgamma => "lgamma", |x| x.lgamma(), |x, y| x.digamma();
     UnaryOp::Digamma => "digamma", |x| x.digamma(), |x, y| x.trigamma();
@@ -147,6 +166,11 @@ impl<F: Scalar> UnaryOp<F> {
     }
 
     pub(crate) fn backward(self, b: &Backward<'_, F>) -> InputGrads<F> {
+        if let UnaryOp::DivScalar(c) = self {
+            // g / c, not g · (1/c): 1/c overflows for |c| below 1/max (a temperature of 1e-39
+            // in f32), and 0 · ∞ made the gradient NaN
+            return smallvec![Some(map(b.grad, |g: F| g / c))];
+        }
         smallvec![Some(self.derivative_times(b.inputs[0], b.output, b.grad))]
     }
 }

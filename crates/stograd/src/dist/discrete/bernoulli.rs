@@ -81,6 +81,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// PyTorch: `Bernoulli(probs=p)`.
     #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(probs);
         check_param("Bernoulli", "probs", probs, Constraint::UnitInterval)?;
         Ok(Bernoulli {
             params: ProbsLogits::from_probs(Link::Binary, probs),
@@ -96,6 +97,7 @@ impl<'t, F: Scalar> Bernoulli<'t, F> {
     /// PyTorch: `Bernoulli(logits=l)`.
     #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(logits);
         check_param("Bernoulli", "logits", logits, Constraint::Finite)?;
         Ok(Bernoulli {
             params: ProbsLogits::from_logits(Link::Binary, logits),

@@ -196,6 +196,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// PyTorch: `Categorical(probs=p)`.
     #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(probs);
         CategoricalParams::from_probs("Categorical", probs).map(|params| Categorical { params })
     }
 
@@ -209,6 +210,7 @@ impl<'t, F: Scalar> Categorical<'t, F> {
     /// PyTorch: `Categorical(logits=l)`.
     #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(logits);
         CategoricalParams::from_logits("Categorical", logits).map(|params| Categorical { params })
     }
 
@@ -389,6 +391,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// PyTorch: `OneHotCategorical(probs=p)`.
     #[track_caller]
     pub fn from_probs(probs: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(probs);
         CategoricalParams::from_probs("OneHotCategorical", probs)
             .map(|params| OneHotCategorical { params })
     }
@@ -401,6 +404,7 @@ impl<'t, F: Scalar> OneHotCategorical<'t, F> {
     /// PyTorch: `OneHotCategorical(logits=l)`.
     #[track_caller]
     pub fn from_logits(logits: Var<'t, F>) -> Result<Self> {
+        let _caller = crate::dist::constructing(logits);
         CategoricalParams::from_logits("OneHotCategorical", logits)
             .map(|params| OneHotCategorical { params })
     }
