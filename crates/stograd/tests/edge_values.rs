@@ -316,3 +316,114 @@ fn a_solve_ignores_zeros_of_the_factor() {
     let lp = q.log_prob(tape.constant(array![1.0f32, 0.0].into_dyn()));
     assert_eq!(lp.item(), f32::NEG_INFINITY);
 }
+
+/// A multivariate normal's density at an infinite deviation (an infinite `x`, or `x − μ`
+/// overflowing) is 0: `log_prob` is −∞, not the NaN of ∞ − ∞ in the solves, with no
+/// gradient wrt the location and finite ones wrt the factors; a NaN coordinate stays NaN,
+/// and a finite row of the same batch keeps the value and gradient it has alone (the
+/// reference).
+#[test]
+fn multivariate_normals_at_an_infinite_deviation_have_log_density_minus_infinity() {
+    use stograd::dist::{Distribution, LowRankMultivariateNormal, MultivariateNormal};
+    let max = f32::MAX;
+    let inf = f32::INFINITY;
+    // (loc, rows, which rows are −∞, which row is finite)
+    let cases = [
+        (
+            array![0.0f32, 0.0],
+            array![[inf, 0.0], [-inf, 2.0], [0.5, -0.25]],
+            vec![0, 1],
+            Some(2),
+        ),
+        // max − (−max) overflows
+        (array![-max, 0.0], array![[max, 1.0]], vec![0], None),
+    ];
+    for (loc, xs, minus_inf, finite) in cases {
+        let tape = Tape::<f32>::new();
+        let (lv, lt) = (
+            tape.variable(loc.clone()),
+            tape.variable(array![[2.0f32, 0.0], [0.5, 1.5]]),
+        );
+        let (u, diag) = (
+            tape.variable(array![[1.0f32], [-0.5]]),
+            tape.variable(array![0.5f32, 2.0]),
+        );
+        let mvn = MultivariateNormal::new(lv, lt).unwrap();
+        let low = LowRankMultivariateNormal::new(lv, u, diag).unwrap();
+        for (name, d, params) in [
+            ("mvn", &mvn as &dyn Distribution<'_, f32>, vec![lv, lt]),
+            ("low-rank", &low, vec![lv, u, diag]),
+        ] {
+            let lp = d.log_prob(tape.constant(xs.clone()));
+            let v = lp.value();
+            for &r in &minus_inf {
+                assert_eq!(v[r], f32::NEG_INFINITY, "{name}, loc {loc}: {v}");
+            }
+            let nan = d.log_prob(tape.constant(array![f32::NAN, inf])).item();
+            assert!(nan.is_nan(), "{name}: a NaN coordinate gives {nan}");
+            let grads = lp.sum().backward().unwrap();
+            let want = match finite {
+                Some(r) => {
+                    let row = xs
+                        .slice_axis(ndarray::Axis(0), (r..r + 1).into())
+                        .to_owned();
+                    let alone = d.log_prob(tape.constant(row));
+                    assert_eq!(v[r], alone.value()[0], "{name}: the finite row changed");
+                    Some(alone.sum().backward().unwrap())
+                }
+                None => None,
+            };
+            // the location's gradient is the finite row's (zero from the others); the
+            // factors' are finite (the −∞ rows keep their −½ ln det Σ term)
+            let g = grads.wrt(lv).unwrap();
+            let ok = match &want {
+                Some(w) => g.iter().zip(w.wrt(lv).unwrap().iter()).all(|(a, b)| a == b),
+                None => g.iter().all(|&a| a == 0.0),
+            };
+            assert!(ok, "{name}, loc {loc}: gradient {g}");
+            for p in &params[1..] {
+                let g = grads.wrt(*p).unwrap();
+                assert!(
+                    g.iter().all(|a| a.is_finite()),
+                    "{name}, loc {loc}: gradient {g}"
+                );
+            }
+        }
+    }
+}
+
+/// The one-hot Concrete density at a temperature near the float maximum, where every
+/// `τ ln yₖ` overflows f32 (it was NaN, ∞ − ∞). At the simplex's centre `yₖ = 1/K` the
+/// temperature cancels from `Σ sₖ − K·LSE(s)` (`sₖ = lₖ − τ ln yₖ`), so exact algebra gives
+/// the reference: `ln (K−1)! + (K−1) ln τ + Σ lₖ − K·LSE(l) + K ln K`, and the gradient
+/// `∂/∂lₖ = 1 − K softmax(l)ₖ`.
+#[test]
+fn the_one_hot_concrete_density_is_finite_at_a_temperature_near_the_maximum() {
+    use stograd::dist::{Distribution, OneHotCategorical, RelaxedOneHotCategorical};
+    let logits = [0.5f32, -1.0, 2.0, 0.0];
+    let l64: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
+    let lse = l64.iter().map(|v| v.exp()).sum::<f64>().ln();
+    for tau in [3.0e38f32, 1.0e38, 1.0e30] {
+        let want = 6f64.ln() + 3.0 * f64::from(tau).ln() + l64.iter().sum::<f64>() - 4.0 * lse
+            + 4.0 * 4f64.ln();
+        let tape = Tape::<f32>::new();
+        let l = tape.variable(ndarray::Array1::from(logits.to_vec()));
+        let d =
+            RelaxedOneHotCategorical::new(tau, OneHotCategorical::from_logits(l).unwrap()).unwrap();
+        let lp = d.log_prob(tape.constant(ndarray::Array1::from_elem(4, 0.25f32)));
+        let got = f64::from(lp.item());
+        assert!(
+            ((got - want) / want).abs() < 4.0 * f64::from(f32::EPSILON),
+            "τ {tau}: {got} against {want}"
+        );
+        let grads = lp.backward().unwrap();
+        let g = grads.wrt(l).unwrap();
+        for (k, &gk) in g.iter().enumerate() {
+            let want = 1.0 - 4.0 * (l64[k] - lse).exp();
+            assert!(
+                (f64::from(gk) - want).abs() < 8.0 * f64::from(f32::EPSILON),
+                "τ {tau}: gradient {g}"
+            );
+        }
+    }
+}

@@ -149,17 +149,22 @@ impl<F: Scalar> ConcreteLogProb<F> {
         }
         let constant = log_constant(tau, k);
         if zeros == 0 {
-            let s = || l.iter().zip(y).map(|(&l, &y)| l - tau * y.ln());
-            let lse = log_sum_exp(s());
+            // With sₖ = lₖ − τ ln yₖ, Σ sₖ − K·LSE(s) = Σ dₖ − K·LSE(d) for dₖ = sₖ − s_b at the
+            // largest s_b, each dₖ taken as (lₖ − l_b) − τ(ln yₖ − ln y_b): differences before
+            // scaling by τ, so a τ·|ln y| beyond the float range (τ near the maximum) does not
+            // make two infinite s and ∞ − ∞.
+            let d = |k: usize, b: usize| (l[k] - l[b]) - tau * (y[k].ln() - y[b].ln());
+            let b = (1..k).fold(0, |b, i| if d(i, b) > F::zero() { i } else { b });
+            let lse = log_sum_exp((0..k).map(|i| d(i, b)));
             if let Some((dl, dy)) = grads {
-                for (i, s) in s().enumerate() {
-                    dl[i] = one - kf * (s - lse).exp();
+                for i in 0..k {
+                    dl[i] = one - kf * (d(i, b) - lse).exp();
                     dy[i] = (-tau * dl[i] - one) / y[i];
                 }
             }
-            let sum_s = s().fold(F::zero(), |a, b| a + b);
+            let sum_d = (0..k).map(|i| d(i, b)).fold(F::zero(), |a, v| a + v);
             let sum_x = y.iter().fold(F::zero(), |a, &y| a + y.ln());
-            return constant + sum_s - kf * lse - sum_x;
+            return constant + sum_d - kf * lse - sum_x;
         }
         let m = F::from_f64(zeros as f64);
         let e = tau * (kf - m) - m;
