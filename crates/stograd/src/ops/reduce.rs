@@ -93,16 +93,23 @@ impl ReduceOp {
             // instead would lose the low digits of x − y when both are large
             ReduceOp::LogSumExp(_) => {
                 let m = max_of(lane.iter().copied());
-                let m = if m.is_finite() { m } else { F::zero() };
-                let total = pairwise_sum(lane, |v| (v - m).exp());
-                if total == F::zero() {
-                    // every entry −∞: the lane carries no weight, and no gradient
-                    out.fill(F::zero());
+                if !m.is_finite() {
+                    // every entry −∞: the lane carries no weight, and no gradient; with a +∞
+                    // entry the other entries' weights are 0 and its own ∞/∞ = NaN; NaN stays
+                    out.iter_mut().zip(lane).for_each(|(o, &v)| {
+                        *o = if m == F::neg_infinity() || v.is_finite() {
+                            F::zero()
+                        } else {
+                            F::nan()
+                        }
+                    });
                     return;
                 }
+                // x − m ≤ 0, so e^{x − m} is the vectorized e^{−|x − m|}
+                let total = pairwise_sum(lane, |v| (v - m).exp_neg_abs());
                 out.iter_mut()
                     .zip(lane)
-                    .for_each(|(o, &v)| *o = g * (v - m).exp() / total);
+                    .for_each(|(o, &v)| *o = g * (v - m).exp_neg_abs() / total);
             }
         };
         let mut grad = ArrayD::zeros(x.raw_dim());
@@ -188,7 +195,9 @@ fn logsumexp<F: Scalar>(lane: &[F]) -> F {
     if !m.is_finite() {
         return m;
     }
-    m + pairwise_sum(lane, |v| (v - m).exp()).ln()
+    // x − m ≤ 0, so e^{x − m} is the vectorized e^{−|x − m|} (within 2 ulp; terms below
+    // 2⁻¹²⁵ of the largest, which is 1, are dropped)
+    m + pairwise_sum(lane, |v| (v - m).exp_neg_abs()).ln()
 }
 
 /// `Σᵢ f(xᵢ)` by pairwise summation: the slice is halved until a half holds at most 256
