@@ -578,6 +578,316 @@ fn matmul<F: Scalar>(values: &[f64], m: usize, k: usize, n: usize) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A layer and a loss: `linear` (with zero-size dimensions) and `bce_with_logits`
+
+/// `x wᵀ + b` against the `f64` sum of its terms, with `matmul`'s rule for sums whose terms
+/// overflow; the gradient wrt the bias is `m` (rows) wherever the output is finite.
+fn linear<F: Scalar>(values: &[f64], m: usize, k: usize, n: usize, bias: bool) {
+    let x = array::<F>(&[m, k], values);
+    let w = array::<F>(&[n, k], &values.iter().rev().copied().collect::<Vec<_>>());
+    let b = array::<F>(&[n], &values[values.len() / 2..]);
+    let (x64, w64, b64) = (
+        x.mapv(|v| v.as_f64()),
+        w.mapv(|v| v.as_f64()),
+        b.mapv(|v| v.as_f64()),
+    );
+    let what = format!(
+        "linear({:?} [{m}, {k}], {:?} [{n}, {k}], bias {:?})",
+        f64s(&x),
+        f64s(&w),
+        bias.then(|| f64s(&b))
+    );
+    let tape = Tape::<F>::new();
+    let (xv, wv, bv) = (tape.variable(x), tape.variable(w), tape.variable(b));
+    let y = xv.linear(wv, bias.then_some(bv));
+    assert_eq!(y.shape(), vec![m, n], "{what}: shape");
+    let yv = y.value();
+    let eps = F::epsilon().as_f64();
+    for i in 0..m {
+        for j in 0..n {
+            let mut terms: Vec<f64> = (0..k).map(|l| x64[[i, l]] * w64[[j, l]]).collect();
+            let mut operands: Vec<f64> = (0..k).flat_map(|l| [x64[[i, l]], w64[[j, l]]]).collect();
+            if bias {
+                terms.push(b64[[j]]);
+                operands.push(b64[[j]]);
+            }
+            let finite_operands = operands.iter().all(|v| v.is_finite());
+            if finite_operands
+                && (terms.iter().any(|t| round::<F>(*t).is_infinite()) || overflows::<F>(&terms))
+            {
+                continue;
+            }
+            if !finite_operands
+                && terms
+                    .iter()
+                    .any(|t| t.is_finite() && round::<F>(*t).is_infinite())
+            {
+                continue;
+            }
+            let want = round::<F>(terms.iter().sum());
+            let abs: f64 = terms.iter().map(|t| t.abs()).sum();
+            assert_all::<F>(
+                &format!("{what}: element ({i}, {j})"),
+                &[yv[[i, j]].as_f64()],
+                &[want],
+                0.0,
+                (k as f64 + 3.0) * eps * abs,
+            );
+        }
+    }
+    if bias && finite(&x64) && finite(&w64) && finite(&b64) && !overflows::<F>(&f64s(&yv)) {
+        let g = y.sum().backward().unwrap();
+        let gb = g.wrt(bv).unwrap();
+        assert!(
+            gb.iter().all(|v| v.as_f64() == m as f64),
+            "{what}: ∂/∂b of the sum is {gb}, want {m} each"
+        );
+    }
+}
+
+/// `max(l, 0) − l·t + ln(1 + e^{−|l|})`, and its limits at infinite logits: `l(1 − t)` at
+/// `+∞` and `−l·t` at `−∞`, 0 for the matching target.
+fn bce_ref(l: f64, t: f64) -> f64 {
+    if l.is_infinite() {
+        let c = if l > 0.0 { 1.0 - t } else { t };
+        return if c == 0.0 { 0.0 } else { c * f64::INFINITY };
+    }
+    l.max(0.0) - l * t + (-l.abs()).exp().ln_1p()
+}
+
+/// `bce_with_logits` at an extreme logit and a target in `[0, 1]`; the gradient
+/// `σ(l) − t` wherever the loss is finite.
+fn bce<F: Scalar>(l: f64, t: f64) {
+    let (l, t) = (round::<F>(l), round::<F>(t));
+    let tape = Tape::<F>::new();
+    let (lv, tv) = (
+        tape.variable(array::<F>(&[1], &[l])),
+        tape.constant(array::<F>(&[1], &[t])),
+    );
+    let loss = lv.bce_with_logits(tv);
+    let what = format!("bce_with_logits({l}, {t})");
+    let want = round::<F>(bce_ref(l, t));
+    // the formula's terms are each within the type; their sum within 4 ulps of the largest
+    let scale = l.abs().min(F::max_value().as_f64()) + 1.0;
+    let eps = F::epsilon().as_f64();
+    assert_all::<F>(
+        &what,
+        &[loss.item().as_f64()],
+        &[want],
+        4.0,
+        4.0 * eps * scale,
+    );
+    if want.is_finite() && !l.is_nan() {
+        let g = loss.backward().unwrap();
+        let got = g.wrt(lv).unwrap()[0].as_f64();
+        let want = round::<F>(1.0 / (1.0 + (-l).exp()) - t);
+        assert_all::<F>(&format!("∂/∂l of {what}"), &[got], &[want], 4.0, 2.0 * eps);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape ops: extreme values move unchanged, gradients count the uses
+
+/// The same values, NaN matching NaN.
+fn same_values(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+fn shape_ops<F: Scalar>(values: &[f64]) {
+    let a = array::<F>(&[2, 3], values);
+    let a64 = a.mapv(|v| v.as_f64());
+    let what = format!("{:?} [2, 3]", f64s(&a));
+    let tape = Tape::<F>::new();
+    let x = tape.variable(a);
+    let rows = |r: &[usize]| -> Vec<f64> {
+        r.iter()
+            .flat_map(|&i| (0..3).map(move |j| (i, j)))
+            .map(|(i, j)| a64[[i, j]])
+            .collect()
+    };
+    let transposed: Vec<f64> = (0..3)
+        .flat_map(|j| (0..2).map(move |i| (i, j)))
+        .map(|(i, j)| a64[[i, j]])
+        .collect();
+    let flat = rows(&[0, 1]);
+    // (name, result, its values, the gradient of its sum wrt x, row-major)
+    type Case<'t, F> = (&'static str, Var<'t, F>, Vec<f64>, Vec<f64>);
+    let ones = vec![1.0; 6];
+    let cases: Vec<Case<'_, F>> = vec![
+        ("reshape", x.reshape(&[3, 2]), flat.clone(), ones.clone()),
+        ("t", x.t(), transposed, ones.clone()),
+        ("unsqueeze", x.unsqueeze(0), flat.clone(), ones.clone()),
+        ("detach", x.detach(), flat.clone(), vec![]),
+        (
+            "slice",
+            x.slice(1, 1..3),
+            [1, 2, 4, 5].iter().map(|&i| flat[i]).collect(),
+            vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0],
+        ),
+        (
+            "concat",
+            Var::concat(&[x, x], 0),
+            rows(&[0, 1, 0, 1]),
+            vec![2.0; 6],
+        ),
+        (
+            "broadcast_to",
+            x.broadcast_to(&[2, 2, 3]),
+            rows(&[0, 1, 0, 1]),
+            vec![2.0; 6],
+        ),
+        (
+            "select_rows",
+            x.select_rows(&[1, 0, 1]),
+            rows(&[1, 0, 1]),
+            vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0],
+        ),
+        (
+            "gather",
+            x.gather(1, &ndarray::array![[2], [0]]),
+            vec![flat[2], flat[3]],
+            vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+        ),
+        (
+            "diagonal",
+            x.slice(1, 0..2).diagonal(),
+            vec![flat[0], flat[4]],
+            vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        ),
+    ];
+    for (name, y, want, grad) in cases {
+        assert!(
+            same_values(&f64s(&y.value()), &want),
+            "{name} of {what}: {}",
+            y.value()
+        );
+        let g = y.sum().backward().unwrap();
+        let got = g.wrt(x).map(f64s).unwrap_or_default();
+        assert_eq!(got, grad, "∂/∂x of Σ {name} of {what}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `mul_add`, `max`, `max_axis`, `mean_axis`, `cholesky` and `solve_tril`
+
+/// `x·a + b` (fused) against the `f64` value, where the product is within `F`.
+fn mul_add<F: Scalar>(x: f64, a: f64, b: f64) {
+    let (x, a, b) = (round::<F>(x), round::<F>(a), round::<F>(b));
+    let product = x * a;
+    if x.is_finite() && a.is_finite() && round::<F>(product).is_infinite() {
+        return; // the exact product is beyond the reference's range: not compared
+    }
+    let tape = Tape::<F>::new();
+    let v = |v: f64| tape.variable(array::<F>(&[1], &[v]));
+    let got = v(x).mul_add(v(a), v(b)).item().as_f64();
+    let eps = F::epsilon().as_f64();
+    assert_all::<F>(
+        &format!("mul_add({x}, {a}, {b})"),
+        &[got],
+        &[round::<F>(product + b)],
+        1.0,
+        2.0 * eps * product.abs(),
+    );
+}
+
+/// The largest element: NaN if one is, −∞ for none; the gradient 1 at its first occurrence.
+fn max_ref(lane: &[f64]) -> f64 {
+    if lane.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    lane.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn maxima_and_axis_means<F: Scalar>(values: &[f64], rows: usize, cols: usize) {
+    let a = array::<F>(&[rows, cols], values);
+    let a64 = a.mapv(|v| v.as_f64());
+    let what = format!("{:?} [{rows}, {cols}]", f64s(&a));
+    let tape = Tape::<F>::new();
+    let x = tape.variable(a);
+    let all = f64s(&a64);
+    assert_all::<F>(
+        &format!("max of {what}"),
+        &[x.max().item().as_f64()],
+        &[max_ref(&all)],
+        0.0,
+        0.0,
+    );
+    if !all.is_empty() && all.iter().all(|v| !v.is_nan()) {
+        let g = x.max().backward().unwrap();
+        let first = all.iter().position(|&v| v == max_ref(&all)).unwrap();
+        let want: Vec<f64> = (0..all.len())
+            .map(|i| if i == first { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(f64s(g.wrt(x).unwrap()), want, "∂ max of {what}");
+    }
+    let eps = F::epsilon().as_f64();
+    for axis in 0..2 {
+        let lanes: Vec<Vec<f64>> = a64
+            .lanes(ndarray::Axis(axis))
+            .into_iter()
+            .map(|l| l.to_vec())
+            .collect();
+        let maxima: Vec<f64> = lanes.iter().map(|l| max_ref(l)).collect();
+        assert_all::<F>(
+            &format!("max_axis({axis}) of {what}"),
+            &f64s(&x.max_axis(axis).value()),
+            &maxima,
+            0.0,
+            0.0,
+        );
+        let n = a64.shape()[axis];
+        for (lane, got) in lanes.iter().zip(f64s(&x.mean_axis(axis).value())) {
+            if overflows::<F>(lane) {
+                continue;
+            }
+            let want = round::<F>(lane.iter().sum::<f64>() / n as f64);
+            let abs = lane.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
+            assert_all::<F>(
+                &format!("mean_axis({axis}) of {what}"),
+                &[got],
+                &[want],
+                1.0,
+                (n as f64 + 2.0) * eps * abs,
+            );
+        }
+    }
+}
+
+/// `cholesky` of `[[p, q], [q, r]]`: an error for a non-finite entry or a non-positive pivot,
+/// otherwise `L` with no NaN whose first column is `√p, q/√p`; and `L⁻¹ e₁ = (1/L₀₀, −L₁₀/(L₀₀ L₁₁))`
+/// by `solve_tril`, not NaN where `L`'s entries are finite and positive on the diagonal.
+fn cholesky<F: Scalar>(p: f64, q: f64, r: f64) {
+    let (p, q, r) = (round::<F>(p), round::<F>(q), round::<F>(r));
+    let tape = Tape::<F>::new();
+    let a = tape.constant(array::<F>(&[2, 2], &[p, q, q, r]));
+    let what = format!("cholesky([[{p}, {q}], [{q}, {r}]])");
+    let Ok(l) = a.cholesky() else {
+        let valid_first = p.is_finite() && p > 0.0 && q.is_finite() && r.is_finite();
+        // refused: a non-finite entry or a pivot that is not positive (p, or r − q²/p)
+        assert!(
+            !valid_first
+                || round::<F>(r - (q / p.sqrt()).powi(2)) <= 0.0
+                || !round::<F>(q / p.sqrt()).is_finite()
+                || !round::<F>((q / p.sqrt()).powi(2)).is_finite(),
+            "{what} was refused"
+        );
+        return;
+    };
+    let lv = f64s(&l.value());
+    assert!(lv.iter().all(|v| !v.is_nan()), "{what} = {lv:?}");
+    assert_all::<F>(&what, &[lv[0]], &[round::<F>(p.sqrt())], 1.0, 0.0);
+    let e1 = tape.constant(array::<F>(&[2, 1], &[1.0, 0.0]));
+    let z = f64s(&l.solve_tril(e1).value());
+    assert!(
+        z.iter().all(|v| !v.is_nan()),
+        "solve_tril of {what} = {lv:?}: {z:?}"
+    );
+}
+
 fn finite(a: &ArrayD<f64>) -> bool {
     a.iter().all(|v| v.is_finite())
 }
@@ -614,5 +924,41 @@ proptest! {
     fn matrix_products(values in prop::collection::vec(extreme(), 1..10), m in 0..3usize, k in 0..3usize, n in 0..3usize) {
         matmul::<f32>(&values, m, k, n);
         matmul::<f64>(&values, m, k, n);
+    }
+
+    #[test]
+    fn linear_layers(values in prop::collection::vec(extreme(), 1..10), m in 0..3usize, k in 0..3usize, n in 0..3usize, bias in any::<bool>()) {
+        linear::<f32>(&values, m, k, n, bias);
+        linear::<f64>(&values, m, k, n, bias);
+    }
+
+    #[test]
+    fn shape_ops_move_values_unchanged(values in prop::collection::vec(extreme(), 6)) {
+        shape_ops::<f32>(&values);
+        shape_ops::<f64>(&values);
+    }
+
+    #[test]
+    fn fused_multiply_adds(x in extreme(), a in extreme(), b in extreme()) {
+        mul_add::<f32>(x, a, b);
+        mul_add::<f64>(x, a, b);
+    }
+
+    #[test]
+    fn maxima_and_means_along_an_axis(values in prop::collection::vec(extreme(), 1..13), rows in 0..4usize, cols in 0..4usize) {
+        maxima_and_axis_means::<f32>(&values, rows, cols);
+        maxima_and_axis_means::<f64>(&values, rows, cols);
+    }
+
+    #[test]
+    fn cholesky_and_triangular_solves(p in extreme(), q in extreme(), r in extreme()) {
+        cholesky::<f32>(p, q, r);
+        cholesky::<f64>(p, q, r);
+    }
+
+    #[test]
+    fn binary_cross_entropy(l in extreme(), t in prop::sample::select(vec![0.0, 1.0, 0.5, 0.25, 1e-30, 1.0 - 1e-7, 5e-324])) {
+        bce::<f32>(l, t);
+        bce::<f64>(l, t);
     }
 }

@@ -175,7 +175,19 @@ impl<'t, F: Scalar> Var<'t, F> {
                 t.shape()
             );
             zip2(x, t, |x, t| {
-                x.max(F::zero()) - x * t + x.log1p_exp_neg_abs()
+                let loss = x.max(F::zero()) - x * t + x.log1p_exp_neg_abs();
+                if x.is_infinite() {
+                    // the limit x(1 − t) at x = +∞ and −x·t at −∞: 0 for a target that
+                    // matches (t = 1, t = 0), where the formula gives ∞ − ∞
+                    let c = if x > F::zero() { F::one() - t } else { t };
+                    if c == F::zero() {
+                        F::zero()
+                    } else {
+                        c * F::infinity()
+                    }
+                } else {
+                    loss
+                }
             })
         };
         self.tape.push(
