@@ -427,3 +427,22 @@ fn the_one_hot_concrete_density_is_finite_at_a_temperature_near_the_maximum() {
         }
     }
 }
+
+/// `bce_with_logits` at an infinite logit takes its limits `l(1 − t)` (at `+∞`) and `−l·t`
+/// (at `−∞`): 0 for the matching target, where `max(l, 0) − l·t` was `∞ − ∞ = NaN`
+/// (found by `tests/fuzz_ops.rs`); the gradient `σ(l) − t` is finite.
+#[test]
+fn binary_cross_entropy_at_infinite_logits_takes_its_limits() {
+    let inf = f32::INFINITY;
+    let tape = Tape::<f32>::new();
+    let l = tape.variable(array![inf, inf, -inf, -inf].into_dyn());
+    let t = tape.constant(array![1.0f32, 0.5, 0.0, 0.25].into_dyn());
+    let loss = l.bce_with_logits(t);
+    assert_eq!(loss.value(), array![0.0, inf, 0.0, inf].into_dyn());
+    let g = loss.slice(0, 0..1).sum() + loss.slice(0, 2..3).sum();
+    let grads = g.backward().unwrap();
+    assert_eq!(
+        grads.wrt(l).unwrap(),
+        &array![0.0f32, 0.0, 0.0, 0.0].into_dyn()
+    );
+}
