@@ -226,19 +226,20 @@ fn unary_without_reference<F: Scalar>(x: f64) {
 // Binary ops with broadcasting
 
 /// Shape pairs that broadcast, zero-length axes included.
-const SHAPES: [(&[usize], &[usize]); 8] = [
-    (&[3], &[3]),
-    (&[2, 3], &[3]),
-    (&[2, 1], &[1, 3]),
-    (&[], &[2]),
-    (&[3], &[]),
-    (&[0, 3], &[3]),
-    (&[2, 0], &[1, 1]),
-    (&[0], &[0]),
+/// Operand shapes and their broadcast shape (numpy's rule, written out).
+const SHAPES: [(&[usize], &[usize], &[usize]); 8] = [
+    (&[3], &[3], &[3]),
+    (&[2, 3], &[3], &[2, 3]),
+    (&[2, 1], &[1, 3], &[2, 3]),
+    (&[], &[2], &[2]),
+    (&[3], &[], &[3]),
+    (&[0, 3], &[3], &[0, 3]),
+    (&[2, 0], &[1, 1], &[2, 0]),
+    (&[0], &[0], &[0]),
 ];
 
 fn binary_ops<F: Scalar>(a: &[f64], b: &[f64], shapes: usize) {
-    let (sa, sb) = SHAPES[shapes];
+    let (sa, sb, shape) = SHAPES[shapes];
     let (av, bv) = (array::<F>(sa, a), array::<F>(sb, b));
     type Op<F> = for<'t> fn(Var<'t, F>, Var<'t, F>) -> Var<'t, F>;
     type Reference = fn(f64, f64) -> f64;
@@ -254,19 +255,10 @@ fn binary_ops<F: Scalar>(a: &[f64], b: &[f64], shapes: usize) {
             |x, y| (1.0 / y, -(x / y) / y),
         ),
     ];
-    let shape = ndarray::ArrayD::<f64>::zeros(IxDyn(sa))
-        .broadcast(IxDyn(sb))
-        .map(|v| v.shape().to_vec())
-        .or_else(|| {
-            ndarray::ArrayD::<f64>::zeros(IxDyn(sb))
-                .broadcast(IxDyn(sa))
-                .map(|v| v.shape().to_vec())
-        })
-        .unwrap_or_else(|| broadcast(sa, sb));
     let (a64, b64) = (av.mapv(|v| v.as_f64()), bv.mapv(|v| v.as_f64()));
     let (ab, bb) = (
-        a64.broadcast(IxDyn(&shape)).unwrap(),
-        b64.broadcast(IxDyn(&shape)).unwrap(),
+        a64.broadcast(IxDyn(shape)).unwrap(),
+        b64.broadcast(IxDyn(shape)).unwrap(),
     );
     for (name, op, f, df) in ops {
         let tape = Tape::<F>::new();
@@ -319,26 +311,6 @@ fn binary_ops<F: Scalar>(a: &[f64], b: &[f64], shapes: usize) {
             }
         }
     }
-}
-
-/// The broadcast of two shapes (numpy's rule).
-fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
-    let n = a.len().max(b.len());
-    (0..n)
-        .map(|i| {
-            let da = if i + a.len() >= n {
-                a[i + a.len() - n]
-            } else {
-                1
-            };
-            let db = if i + b.len() >= n {
-                b[i + b.len() - n]
-            } else {
-                1
-            };
-            if da == 1 { db } else { da }
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,6 +484,32 @@ fn reductions<F: Scalar>(values: &[f64], rows: usize, cols: usize) {
 // ---------------------------------------------------------------------------------------------
 // Matrix products with zero-size dimensions
 
+/// A sum of products (`got`) against the `f64` sum of its `terms`, within `slack · Σ|terms|`;
+/// not compared where a product or partial sum is beyond `F`'s range while the operands are
+/// finite, or where a finite term overflows `F` beside an infinite operand (see the module
+/// docs).
+#[track_caller]
+fn check_sum_of_terms<F: Scalar>(
+    what: &str,
+    got: f64,
+    terms: &[f64],
+    finite_operands: bool,
+    slack: f64,
+) {
+    let overflowing = |t: &f64| t.is_finite() && round::<F>(*t).is_infinite();
+    let beyond = if finite_operands {
+        terms.iter().any(|t| round::<F>(*t).is_infinite()) || overflows::<F>(terms)
+    } else {
+        terms.iter().any(overflowing)
+    };
+    if beyond {
+        return;
+    }
+    let want = round::<F>(terms.iter().sum());
+    let abs: f64 = terms.iter().map(|t| t.abs()).sum();
+    assert_all::<F>(what, &[got], &[want], 0.0, slack * abs);
+}
+
 fn matmul<F: Scalar>(values: &[f64], m: usize, k: usize, n: usize) {
     let a = array::<F>(&[m, k], values);
     let b = array::<F>(&[k, n], &values.iter().rev().copied().collect::<Vec<_>>());
@@ -526,30 +524,14 @@ fn matmul<F: Scalar>(values: &[f64], m: usize, k: usize, n: usize) {
     for i in 0..m {
         for j in 0..n {
             let terms: Vec<f64> = (0..k).map(|l| a64[[i, l]] * b64[[l, j]]).collect();
-            // a product or partial sum beyond F's range is not compared (see the module docs)
             let finite_operands =
                 (0..k).all(|l| a64[[i, l]].is_finite() && b64[[l, j]].is_finite());
-            if finite_operands
-                && (terms.iter().any(|t| round::<F>(*t).is_infinite()) || overflows::<F>(&terms))
-            {
-                continue;
-            }
-            if !finite_operands
-                && terms
-                    .iter()
-                    .any(|t| t.is_finite() && round::<F>(*t).is_infinite())
-            {
-                continue;
-            }
-            let want = round::<F>(terms.iter().sum());
-            let abs: f64 = terms.iter().map(|t| t.abs()).sum();
-            let got = zv[[i, j]].as_f64();
-            assert_all::<F>(
+            check_sum_of_terms::<F>(
                 &format!("{what}: element ({i}, {j})"),
-                &[got],
-                &[want],
-                0.0,
-                (k as f64 + 2.0) * eps * abs,
+                zv[[i, j]].as_f64(),
+                &terms,
+                finite_operands,
+                (k as f64 + 2.0) * eps,
             );
         }
     }
@@ -612,27 +594,12 @@ fn linear<F: Scalar>(values: &[f64], m: usize, k: usize, n: usize, bias: bool) {
                 terms.push(b64[[j]]);
                 operands.push(b64[[j]]);
             }
-            let finite_operands = operands.iter().all(|v| v.is_finite());
-            if finite_operands
-                && (terms.iter().any(|t| round::<F>(*t).is_infinite()) || overflows::<F>(&terms))
-            {
-                continue;
-            }
-            if !finite_operands
-                && terms
-                    .iter()
-                    .any(|t| t.is_finite() && round::<F>(*t).is_infinite())
-            {
-                continue;
-            }
-            let want = round::<F>(terms.iter().sum());
-            let abs: f64 = terms.iter().map(|t| t.abs()).sum();
-            assert_all::<F>(
+            check_sum_of_terms::<F>(
                 &format!("{what}: element ({i}, {j})"),
-                &[yv[[i, j]].as_f64()],
-                &[want],
-                0.0,
-                (k as f64 + 3.0) * eps * abs,
+                yv[[i, j]].as_f64(),
+                &terms,
+                operands.iter().all(|v| v.is_finite()),
+                (k as f64 + 3.0) * eps,
             );
         }
     }

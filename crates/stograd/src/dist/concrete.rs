@@ -153,17 +153,19 @@ impl<F: Scalar> ConcreteLogProb<F> {
             // largest s_b, each dₖ taken as (lₖ − l_b) − τ(ln yₖ − ln y_b): differences before
             // scaling by τ, so a τ·|ln y| beyond the float range (τ near the maximum) does not
             // make two infinite s and ∞ − ∞.
-            let d = |k: usize, b: usize| (l[k] - l[b]) - tau * (y[k].ln() - y[b].ln());
-            let b = (1..k).fold(0, |b, i| if d(i, b) > F::zero() { i } else { b });
-            let lse = log_sum_exp((0..k).map(|i| d(i, b)));
+            let ln_y: Vec<F> = y.iter().map(|v| v.ln()).collect();
+            let diff = |i: usize, b: usize| (l[i] - l[b]) - tau * (ln_y[i] - ln_y[b]);
+            let b = (1..k).fold(0, |b, i| if diff(i, b) > F::zero() { i } else { b });
+            let d: Vec<F> = (0..k).map(|i| diff(i, b)).collect();
+            let lse = log_sum_exp(d.iter().copied());
             if let Some((dl, dy)) = grads {
                 for i in 0..k {
-                    dl[i] = one - kf * (d(i, b) - lse).exp();
+                    dl[i] = one - kf * (d[i] - lse).exp();
                     dy[i] = (-tau * dl[i] - one) / y[i];
                 }
             }
-            let sum_d = (0..k).map(|i| d(i, b)).fold(F::zero(), |a, v| a + v);
-            let sum_x = y.iter().fold(F::zero(), |a, &y| a + y.ln());
+            let sum_d = d.iter().fold(F::zero(), |a, &v| a + v);
+            let sum_x = ln_y.iter().fold(F::zero(), |a, &v| a + v);
             return constant + sum_d - kf * lse - sum_x;
         }
         let m = F::from_f64(zeros as f64);

@@ -352,36 +352,30 @@ pub(crate) fn gaussian_log_prob<'t, F: Scalar>(
             )
         });
     let diff = broadcast_to(x - loc, &draw_shape(&rows, &[d]));
-    let unbounded = diff.with_value(|v| unbounded_rows(v, d));
-    let quad = match unbounded {
+    let quad = match diff.with_value(unbounded_rows) {
         None => cov.mahalanobis(diff),
         // An infinite deviation (an infinite `x`, or `x − μ` overflowing) makes `xᵀΣ⁻¹x = +∞`,
         // but the solves would give ∞ − ∞ = NaN: such rows are solved as 0 and get +∞ added,
         // so their density is −∞ with zero gradient, and the other rows are unchanged.
         Some(infinite) => {
             let tape = diff.tape;
-            cov.mahalanobis(tape.apply(ZeroRows(infinite.clone()), &[diff]))
-                + tape.constant(infinite.mapv(|r| if r { F::infinity() } else { F::zero() }))
+            let added = tape.constant(infinite.mapv(|r| if r { F::infinity() } else { F::zero() }));
+            cov.mahalanobis(tape.apply(ZeroRows(infinite), &[diff])) + added
         }
     };
     quad * F::from_f64(-0.5) - cov.half_log_det() - F::from_f64(d as f64 * HALF_LN_2PI)
 }
 
-/// Which rows (of length `d`) of `v` hold an infinite coordinate and no NaN (a NaN row stays
+/// Which rows (along the last axis) of `v` hold an infinite coordinate and no NaN (a NaN row stays
 /// NaN), shaped as `v` without its last axis; `None` if every value is finite (the common
 /// case, which records nothing more).
-fn unbounded_rows<F: Scalar>(v: &ArrayD<F>, d: usize) -> Option<ArrayD<bool>> {
+fn unbounded_rows<F: Scalar>(v: &ArrayD<F>) -> Option<ArrayD<bool>> {
     if v.iter().all(|x| x.is_finite()) {
         return None;
     }
-    let lead = &v.shape()[..v.ndim() - 1];
-    let rows = v.lanes(ndarray::Axis(v.ndim() - 1));
-    let flags: Vec<bool> = rows
-        .into_iter()
-        .map(|r| r.iter().any(|x| x.is_infinite()) && !r.iter().any(|x| x.is_nan()))
-        .collect();
-    debug_assert_eq!(flags.len() * d, v.len());
-    Some(ArrayD::from_shape_vec(lead.to_vec(), flags).expect("one flag per row"))
+    Some(v.map_axis(ndarray::Axis(v.ndim() - 1), |r| {
+        r.iter().any(|x| x.is_infinite()) && !r.iter().any(|x| x.is_nan())
+    }))
 }
 
 /// Rows of the last axis zeroed where `rows` is set, in value and gradient alike (the
@@ -389,7 +383,7 @@ fn unbounded_rows<F: Scalar>(v: &ArrayD<F>, d: usize) -> Option<ArrayD<bool>> {
 struct ZeroRows(ArrayD<bool>);
 
 impl ZeroRows {
-    fn apply<F: Scalar>(&self, a: &ArrayD<F>) -> ArrayD<F> {
+    fn zeroed<F: Scalar>(&self, a: &ArrayD<F>) -> ArrayD<F> {
         let mut out = a.clone();
         let last = ndarray::Axis(out.ndim() - 1);
         for (mut row, &zero) in out.lanes_mut(last).into_iter().zip(self.0.iter()) {
@@ -407,11 +401,11 @@ impl<F: Scalar> crate::ops::CustomOp<F> for ZeroRows {
     }
 
     fn forward(&self, inputs: &[&ArrayD<F>]) -> ArrayD<F> {
-        self.apply(inputs[0])
+        self.zeroed(inputs[0])
     }
 
     fn backward(&self, b: &crate::ops::Backward<'_, F>) -> Vec<Option<ArrayD<F>>> {
-        vec![Some(self.apply(b.grad()))]
+        vec![Some(self.zeroed(b.grad()))]
     }
 
     fn keeps_rows(&self, _: usize, _: &[&[usize]], _: &[usize]) -> bool {
