@@ -27,9 +27,9 @@ const MAX_BYTES: usize = 1 << 28;
 /// are summed and dropped on the caller's thread), and a per-thread pool would then leave the
 /// maker to fault in fresh pages at every step. The lock is held only to find, take or add a
 /// buffer, a few hundred times a step.
-static POOL: Mutex<Vec<Box<dyn Any + Send>>> = Mutex::new(Vec::new());
+static POOL: Mutex<Buffers> = Mutex::new(Vec::new());
 
-fn pool() -> std::sync::MutexGuard<'static, Vec<Box<dyn Any + Send>>> {
+fn pool() -> std::sync::MutexGuard<'static, Buffers> {
     // a panic while the lock was held left the list itself intact
     POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -64,8 +64,9 @@ fn take<F: Scalar>(len: usize, zeroed: bool) -> Option<Vec<F>> {
     };
     let found = {
         let mut pool = pool();
-        let at = pool.iter().position(fits)?;
-        pool.swap_remove(at)
+        // the newest first; `remove` keeps the rest in the order they were given
+        let at = pool.iter().rposition(fits)?;
+        pool.remove(at)
     };
     let mut v = *found.downcast::<Vec<F>>().expect("checked by `fits`");
     if zeroed {
@@ -75,19 +76,39 @@ fn take<F: Scalar>(len: usize, zeroed: bool) -> Option<Vec<F>> {
     Some(v)
 }
 
-/// Keeps the array's buffer for reuse if it is large and the pool has room.
+/// Keeps the array's buffer for reuse if it is large, making room by dropping the buffers
+/// that were given longest ago: the newest are the likeliest to fit the next step's arrays.
+/// (Refusing the new buffer when full instead left the pool holding whatever filled it first:
+/// in the MNIST VAE it then missed four 1.2 MB weight-gradient buffers a step, each
+/// allocated and cleared afresh.)
 pub(crate) fn give<F: Scalar>(array: ArrayD<F>) {
     if array.len() < MIN_ELEMENTS {
         return;
     }
     let (buffer, _) = array.into_raw_vec_and_offset();
     let size = buffer.capacity() * size_of::<F>();
-    let mut pool = pool();
-    let bytes: usize = pool.iter().map(|b| size_of_buffer(b.as_ref())).sum();
-    if pool.len() < MAX_BUFFERS && bytes + size <= MAX_BYTES {
-        pool.push(Box::new(buffer));
+    if size > MAX_BYTES {
+        return;
     }
-    // else the buffer is freed when it goes out of scope, after the lock is released
+    let evicted = admit(&mut pool(), Box::new(buffer), size);
+    // freed after the lock is released
+    drop(evicted);
+}
+
+type Buffers = Vec<Box<dyn Any + Send>>;
+
+/// Appends `buffer` (`size` bytes, at most [`MAX_BYTES`]) to `pool`, first removing from its
+/// front as many of the oldest buffers as the bounds need; returns those.
+fn admit(pool: &mut Buffers, buffer: Box<dyn Any + Send>, size: usize) -> Buffers {
+    let mut bytes: usize = pool.iter().map(|b| size_of_buffer(b.as_ref())).sum();
+    let mut oldest = 0;
+    while pool.len() - oldest >= MAX_BUFFERS || bytes + size > MAX_BYTES {
+        bytes -= size_of_buffer(pool[oldest].as_ref());
+        oldest += 1;
+    }
+    let evicted = pool.drain(..oldest).collect();
+    pool.push(buffer);
+    evicted
 }
 
 /// Frees every buffer the engine keeps for reuse between steps, returning them to the system
@@ -112,5 +133,46 @@ fn size_of_buffer(b: &(dyn Any + Send)) -> usize {
         v.capacity() * 8
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(len: usize) -> Box<dyn Any + Send> {
+        Box::new(vec![0f32; len])
+    }
+
+    fn lens(pool: &Buffers) -> Vec<usize> {
+        pool.iter()
+            .map(|b| b.downcast_ref::<Vec<f32>>().expect("f32").len())
+            .collect()
+    }
+
+    #[test]
+    fn a_full_pool_drops_its_oldest_buffers_for_a_new_one() {
+        let mut pool = Buffers::new();
+        for len in 1..=MAX_BUFFERS {
+            assert!(admit(&mut pool, buffer(len), len * 4).is_empty());
+        }
+        let evicted = admit(&mut pool, buffer(1000), 4000);
+        assert_eq!(lens(&evicted), [1]);
+        assert_eq!(pool.len(), MAX_BUFFERS);
+        assert_eq!(lens(&pool)[0], 2);
+        assert_eq!(*lens(&pool).last().unwrap(), 1000);
+    }
+
+    #[test]
+    fn the_byte_bound_drops_as_many_as_it_needs() {
+        let quarter = MAX_BYTES / 4 / 4;
+        let mut pool = Buffers::new();
+        for _ in 0..3 {
+            admit(&mut pool, buffer(quarter), quarter * 4);
+        }
+        // three quarters of the bound: the two oldest quarters make room, the third stays
+        let evicted = admit(&mut pool, buffer(3 * quarter), 3 * quarter * 4);
+        assert_eq!(evicted.len(), 2);
+        assert_eq!(lens(&pool), [quarter, 3 * quarter]);
     }
 }
