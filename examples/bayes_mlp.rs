@@ -31,9 +31,9 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Axis};
-use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, RngExt};
 use stograd::{Params, Tape};
 use stograd_nn::bayes::{
     BayesianLinearConfig, BayesianMlp, Calibration, ClassPrediction, Mode, Prior, kl_scale,
@@ -43,6 +43,7 @@ use stograd_nn::data::{self, Batches, Dataset, epoch_rng};
 use stograd_nn::layers::{Activation, Mlp};
 use stograd_nn::loss::cross_entropy;
 use stograd_nn::optim::{Adam, AdamConfig, Optimizer};
+use stograd_nn::parallel::DataParallel;
 use stograd_nn::plot::{self, Chart};
 
 /// Train a Bayesian MLP on the embedded 8×8 digits (default) or on MNIST, writing a CSV log,
@@ -99,6 +100,12 @@ struct Args {
     /// Worker threads [default: all cores]
     #[arg(long)]
     threads: Option<usize>,
+    /// Shards each batch is split into, one tape per shard, each shard's kernels on one
+    /// thread; the curve depends on it, not on --threads. Local mode only: flipout and global
+    /// draw one weight perturbation per batch, which shards would split [default: the number
+    /// of threads in local mode, else 1]
+    #[arg(long)]
+    shards: Option<usize>,
     /// The output directory
     #[arg(long, default_value = "bayes-mlp-out")]
     out: PathBuf,
@@ -147,8 +154,20 @@ fn run(args: &Args) -> Result<(), Error> {
 
 /// The options no run can have, as messages; the prior they describe.
 fn check(args: &Args) -> Result<Prior, Error> {
-    if args.batch_size == 0 || args.epochs == Some(0) || args.threads == Some(0) {
-        return Err("--batch-size, --epochs and --threads must be at least 1".into());
+    if args.batch_size == 0
+        || args.epochs == Some(0)
+        || args.threads == Some(0)
+        || args.shards == Some(0)
+    {
+        return Err("--batch-size, --epochs, --threads and --shards must be at least 1".into());
+    }
+    if args.mode != ModeArg::Local && args.shards.is_some_and(|s| s > 1) {
+        return Err(format!(
+            "--shards {} needs --mode local: {:?} mode draws one weight perturbation per batch",
+            args.shards.unwrap_or(1),
+            mode(args)
+        )
+        .into());
     }
     if args.samples == 0 {
         return Err("--samples must be at least 1".into());
@@ -216,7 +235,7 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
         &mut init,
     )?;
     let mut twin_params = Params::<f32>::new();
-    let twin = Mlp::new(
+    let twin_net = Mlp::new(
         &mut twin_params,
         "mlp",
         &widths,
@@ -229,7 +248,16 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
             ..AdamConfig::default()
         })
     };
-    let (mut opt, mut twin_opt) = (adam()?, adam()?);
+    let mut opt = adam()?;
+    let mut twin = Twin {
+        net: twin_net,
+        params: twin_params,
+        opt: adam()?,
+    };
+    let shards = DataParallel::new(match args.mode {
+        ModeArg::Local => args.shards.unwrap_or_else(rayon::current_num_threads),
+        _ => 1,
+    })?;
 
     let shape = widths
         .iter()
@@ -267,17 +295,28 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
                 KlSchedule::PerExample => kl_scale::per_example(n_train)?,
                 KlSchedule::Blundell => kl_scale::blundell(step + 1, steps)? / rows as f64,
             } as f32;
-            let (grads, loss, kl) = {
+            // each shard draws its noise from its own generator, seeded from the epoch's
+            let seeds: Vec<u64> = (0..shards.shards()).map(|_| noise.next_u64()).collect();
+            let (grads, parts) = shards.gradients(rows, |shard, range| -> Result<_, Error> {
+                let mut noise = StdRng::seed_from_u64(seeds[shard]);
+                // this shard's part of the batch's mean cross-entropy and of the KL term
+                let share = range.len() as f32 / rows as f32;
                 let tape = Tape::with_params(&params);
-                let x = tape.constant(batch.images);
+                let x = tape.constant(
+                    batch
+                        .images
+                        .slice_axis(Axis(0), range.clone().into())
+                        .to_owned(),
+                );
                 let (logits, kl) = net.forward_with_kl(&tape, x, mode(args), &mut noise)?;
-                let loss = cross_entropy(logits, &batch.labels).mean() + kl * weight;
-                (
-                    loss.backward()?,
-                    f64::from(loss.item()),
-                    f64::from(kl.item()) / n_train as f64,
-                )
-            };
+                let loss = cross_entropy(logits, &batch.labels[range]).sum() * (1.0 / rows as f32)
+                    + kl * (weight * share);
+                let kl = f64::from(share) * f64::from(kl.item()) / n_train as f64;
+                Ok((loss.backward()?, (f64::from(loss.item()), kl)))
+            })?;
+            let (loss, kl) = parts
+                .iter()
+                .fold((0.0, 0.0), |(l, k), &(pl, pk)| (l + pl, k + pk));
             if !loss.is_finite() {
                 return Err(format!("the training loss became {loss} at epoch {epoch}, step {step}; try a smaller --lr").into());
             }
@@ -313,15 +352,7 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
             "epoch {epoch:>3}/{epochs}  loss {loss:.4} (KL {kl:.4})  test NLL {nll:.4}  accuracy {accuracy:.4}  ECE {ece:.4}  {train_seconds:.2} s"
         );
         if args.twin {
-            let twin_row = train_twin(
-                &twin,
-                &mut twin_params,
-                &mut twin_opt,
-                &train,
-                &test,
-                args,
-                epoch,
-            )?;
+            let twin_row = twin.epoch(&shards, &train, &test, args, epoch)?;
             print!(
                 "  | twin: test NLL {:.4}  accuracy {:.4}  ECE {:.4}",
                 twin_row.1, twin_row.2, twin_row.3
@@ -348,49 +379,60 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
     Ok(())
 }
 
-/// One epoch of the deterministic twin; its (train loss, test NLL, accuracy, ECE, seconds).
-fn train_twin(
-    twin: &Mlp,
-    params: &mut Params<f32>,
-    opt: &mut Adam<f32>,
-    train: &Dataset<f32>,
-    test: &Dataset<f32>,
-    args: &Args,
-    epoch: usize,
-) -> Result<(f64, f64, f64, f64, f64), Error> {
-    let started = Instant::now();
-    let (mut total, mut seen) = (0.0, 0usize);
-    for batch in Batches::new(
-        train,
-        args.batch_size,
-        epoch_rng(args.seed ^ SHUFFLE, epoch as u64),
-    )? {
-        let rows = batch.len();
-        let (grads, loss) = {
-            let tape = Tape::with_params(params);
-            let logits = twin.forward(&tape, tape.constant(batch.images));
-            let loss = cross_entropy(logits, &batch.labels).mean();
-            (loss.backward()?, f64::from(loss.item()))
-        };
-        opt.step(params, &grads);
-        total += loss * rows as f64;
-        seen += rows;
+/// The deterministic twin: the same widths of plain `Linear` layers, and its optimizer.
+struct Twin {
+    net: Mlp,
+    params: Params<f32>,
+    opt: Adam<f32>,
+}
+
+impl Twin {
+    /// One epoch of the deterministic twin; its (train loss, test NLL, accuracy, ECE, seconds).
+    fn epoch(
+        &mut self,
+        shards: &DataParallel,
+        train: &Dataset<f32>,
+        test: &Dataset<f32>,
+        args: &Args,
+        epoch: usize,
+    ) -> Result<(f64, f64, f64, f64, f64), Error> {
+        let Twin { net, params, opt } = self;
+        let started = Instant::now();
+        let (mut total, mut seen) = (0.0, 0usize);
+        for batch in Batches::new(
+            train,
+            args.batch_size,
+            epoch_rng(args.seed ^ SHUFFLE, epoch as u64),
+        )? {
+            let rows = batch.len();
+            let (grads, losses) = shards.gradients(rows, |_, range| -> Result<_, Error> {
+                let tape = Tape::with_params(params);
+                let x = batch.images.slice_axis(Axis(0), range.clone().into());
+                let logits = net.forward(&tape, tape.constant(x.to_owned()));
+                let loss = cross_entropy(logits, &batch.labels[range]).sum() * (1.0 / rows as f32);
+                Ok((loss.backward()?, f64::from(loss.item())))
+            })?;
+            let loss: f64 = losses.iter().sum();
+            opt.step(params, &grads);
+            total += loss * rows as f64;
+            seen += rows;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let tape = Tape::inference(params);
+        let logits: Array2<f32> = net
+            .forward(&tape, tape.constant(test.images().clone()))
+            .value()
+            .into_dimensionality()?;
+        let prediction = ClassPrediction::from_logits(&[logits])?;
+        let ece = Calibration::new(&prediction.probs, test.labels(), 10)?.ece;
+        Ok((
+            total / seen as f64,
+            prediction.nll(test.labels())?,
+            prediction.accuracy(test.labels())?,
+            ece,
+            seconds,
+        ))
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let tape = Tape::inference(params);
-    let logits: Array2<f32> = twin
-        .forward(&tape, tape.constant(test.images().clone()))
-        .value()
-        .into_dimensionality()?;
-    let prediction = ClassPrediction::from_logits(&[logits])?;
-    let ece = Calibration::new(&prediction.probs, test.labels(), 10)?.ece;
-    Ok((
-        total / seen as f64,
-        prediction.nll(test.labels())?,
-        prediction.accuracy(test.labels())?,
-        ece,
-        seconds,
-    ))
 }
 
 /// The training and test sets, and what to call them.
