@@ -75,7 +75,8 @@ fn chunk_len(len: usize) -> usize {
 /// An array of `shape` (from the engine's buffer pool) filled chunk by chunk: `body(start,
 /// chunk)` writes the elements from `start` on, on rayon's pool when the array is large.
 fn fill<F: Scalar>(shape: &[usize], body: impl Fn(usize, &mut [F]) + Sync) -> ArrayD<F> {
-    let mut out = custom::zeros(shape);
+    // `body` writes every element
+    let mut out = custom::for_overwrite(shape);
     let data = out.as_slice_mut().expect("a new array is contiguous");
     if data.len() < PARALLEL {
         body(0, data);
@@ -93,7 +94,7 @@ fn fill2<F: Scalar>(
     shape: &[usize],
     body: impl Fn(usize, &mut [F], &mut [F]) + Sync,
 ) -> (ArrayD<F>, ArrayD<F>) {
-    let (mut a, mut b) = (custom::zeros(shape), custom::zeros(shape));
+    let (mut a, mut b) = (custom::for_overwrite(shape), custom::for_overwrite(shape));
     let x = a.as_slice_mut().expect("a new array is contiguous");
     let y = b.as_slice_mut().expect("a new array is contiguous");
     if x.len() < PARALLEL {
