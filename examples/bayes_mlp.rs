@@ -299,7 +299,9 @@ fn train(args: &Args, prior: Prior) -> Result<(), Error> {
             let seeds: Vec<u64> = (0..shards.shards()).map(|_| noise.next_u64()).collect();
             let (grads, parts) = shards.gradients(rows, |shard, range| -> Result<_, Error> {
                 let mut noise = StdRng::seed_from_u64(seeds[shard]);
-                // this shard's part of the batch's mean cross-entropy and of the KL term
+                // this shard's part of the batch's mean cross-entropy and of the KL term (each
+                // shard evaluates the whole KL, the two at the same time: computing it in one
+                // shard only would leave the other core waiting for as long)
                 let share = range.len() as f32 / rows as f32;
                 let tape = Tape::with_params(&params);
                 let x = tape.constant(

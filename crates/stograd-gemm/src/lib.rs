@@ -4,7 +4,8 @@
 //! kernel crates are built, not the complex and half-precision ones. Products `Aᵀ·B` with a
 //! short inner dimension (at most 256) and both operands row-major, as a layer's weight
 //! gradient is, run on a kernel of this crate instead, which needs no packing (AVX-512 only;
-//! see `short_k.rs`): 1.3–1.8× the `gemm` crate's rate on the VAE's weight gradients.
+//! see `short_k.rs`): 1.2–1.9× the `gemm` crate's rate on the VAE's weight gradients, whose
+//! row-major result is the crate's slow layout.
 //!
 //! The kernels take raw pointers and element strides; this crate is the only place in the
 //! workspace with `unsafe`, and each call is made after checking that the three shapes fit.

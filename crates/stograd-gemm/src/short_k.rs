@@ -61,9 +61,8 @@ pub(crate) fn at_b<F: Element>(
         if threads > 1 {
             // whole tiles of rows per thread
             let rows = m.div_ceil(threads).next_multiple_of(MR);
-            let mut parts: Vec<_> = c.axis_chunks_iter_mut(Axis(0), rows).enumerate().collect();
             rayon::scope(|s| {
-                for (i, part) in parts.drain(..) {
+                for (i, part) in c.axis_chunks_iter_mut(Axis(0), rows).enumerate() {
                     let a = a.slice_axis(Axis(0), (i * rows..i * rows + part.nrows()).into());
                     s.spawn(move |_| dispatch(alpha, a, b, beta, part));
                 }
@@ -110,34 +109,43 @@ fn dispatch<F: Element>(
     // `i + p·lda`, `b`'s (p, j) at `p·ldb + j` and `c`'s (i, j) at `i·ldc + j`, all within
     // their views for i < m, p < k, j < n (ndarray guarantees a view's pointer and strides
     // address its shape). `rows` reads and writes no other element. `c` is borrowed uniquely,
-    // so it aliases neither input. The casts are identities: `F` is the vector's element type.
+    // so it aliases neither input. `F` is the vector's element type.
     unsafe {
         if TypeId::of::<F>() == TypeId::of::<f32>() {
-            let (alpha, beta) = (scalar::<F, f32>(alpha), scalar::<F, f32>(beta));
-            rows::<__m512>(
-                shape,
-                alpha,
-                a.as_ptr().cast(),
-                b.as_ptr().cast(),
-                beta,
-                c.as_mut_ptr().cast(),
-            );
+            rows_of::<__m512, F>(shape, alpha, &a, &b, beta, &mut c);
         } else {
-            let (alpha, beta) = (scalar::<F, f64>(alpha), scalar::<F, f64>(beta));
-            rows::<__m512d>(
-                shape,
-                alpha,
-                a.as_ptr().cast(),
-                b.as_ptr().cast(),
-                beta,
-                c.as_mut_ptr().cast(),
-            );
+            rows_of::<__m512d, F>(shape, alpha, &a, &b, beta, &mut c);
         }
     }
 }
 
-fn scalar<F: Element, T: num_traits::Float>(v: F) -> T {
-    T::from(v).expect("T is F")
+/// [`rows`] on the views' elements as `V::Elem`.
+///
+/// # Safety
+/// As [`rows`], and `V::Elem` must be `F` (the pointer casts are then identities).
+#[cfg(target_arch = "x86_64")]
+unsafe fn rows_of<V: Vector, F: Element>(
+    shape: Shape,
+    alpha: F,
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    beta: F,
+    c: &mut ArrayViewMut2<'_, F>,
+) where
+    V::Elem: num_traits::Float,
+{
+    let scalar = |v: F| <V::Elem as num_traits::NumCast>::from(v).expect("V::Elem is F");
+    // SAFETY: the caller's
+    unsafe {
+        rows::<V>(
+            shape,
+            scalar(alpha),
+            a.as_ptr().cast(),
+            b.as_ptr().cast(),
+            scalar(beta),
+            c.as_mut_ptr().cast(),
+        );
+    }
 }
 
 /// The sizes and row strides (in elements) of a product.
@@ -351,11 +359,10 @@ mod tests {
     /// `A` (`k × m`, stored in a wider matrix so that its row stride exceeds `m`), `B`, and the
     /// exact `Aᵀ·B` in f64.
     fn case(m: usize, k: usize, n: usize) -> (Array2<f64>, Array2<f64>, Array2<f64>) {
-        let wide = Array2::from_shape_fn((k, m + 3), |(p, i)| {
+        let a = Array2::from_shape_fn((k, m + 3), |(p, i)| {
             ((p * 31 + i * 17) % 23) as f64 / 7.0 - 1.5
         });
         let b = Array2::from_shape_fn((k, n), |(p, j)| ((p * 13 + j * 5) % 19) as f64 / 5.0 - 1.8);
-        let a = wide;
         let want =
             Array2::from_shape_fn((m, n), |(i, j)| (0..k).map(|p| a[[p, i]] * b[[p, j]]).sum());
         (a, b, want)
