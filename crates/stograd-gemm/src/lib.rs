@@ -179,7 +179,8 @@ unsafe fn run<T: num_traits::Float, F: Element>(
 mod tests {
     use ndarray::{Array2, ShapeBuilder};
 
-    fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+    /// `a·b` by its definition.
+    pub(crate) fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
         Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
             (0..a.ncols()).map(|l| a[[i, l]] * b[[l, j]]).sum()
         })

@@ -363,8 +363,7 @@ mod tests {
             ((p * 31 + i * 17) % 23) as f64 / 7.0 - 1.5
         });
         let b = Array2::from_shape_fn((k, n), |(p, j)| ((p * 13 + j * 5) % 19) as f64 / 5.0 - 1.8);
-        let want =
-            Array2::from_shape_fn((m, n), |(i, j)| (0..k).map(|p| a[[p, i]] * b[[p, j]]).sum());
+        let want = crate::tests::naive(&a.slice(s![.., ..m]).t().to_owned(), &b);
         (a, b, want)
     }
 
