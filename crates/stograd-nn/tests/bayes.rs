@@ -264,6 +264,22 @@ fn the_kl_is_gradient_checked_for_both_priors() {
         )
         .unwrap_or_else(|e| panic!("{prior:?}: {e}"));
         assert_eq!(report.elements, 30);
+        // μ's gradient alone and ρ's alone (the other frozen, so recorded as a constant) take
+        // other paths through the KLs' backward than the two together
+        for (frozen, trained) in [
+            ([fc.weight_rho, fc.bias_rho.unwrap()], 15),
+            ([fc.weight_mu, fc.bias_mu.unwrap()], 15),
+        ] {
+            let mut params = params.clone();
+            frozen.into_iter().for_each(|id| params.freeze(id));
+            let report = gradcheck_params(
+                &params,
+                |tape| fc.kl(tape, &mut rng(11)),
+                Tolerance::default(),
+            )
+            .unwrap_or_else(|e| panic!("{prior:?}, {frozen:?} frozen: {e}"));
+            assert_eq!(report.elements, trained);
+        }
         // the output and the KL of one shared record, summed, for every mode
         let x = input(3, 4);
         for mode in ALL_MODES {

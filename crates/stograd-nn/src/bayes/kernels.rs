@@ -347,21 +347,30 @@ impl<F: Scalar> CustomOp<F> for NormalKl {
         let inv_var = F::from_f64(1.0 / (self.prior_std * self.prior_std));
         let half = F::from_f64(0.5);
         let shape = b.input(0).shape();
-        let d_mu = b.needs(0).then(|| {
+        let d_mu = move |m: F| g * m * inv_var;
+        let d_v = move |v: F| g * half * (inv_var - F::one() / v);
+        if b.needs(0) && b.needs(1) {
+            // one pass (and one parallel region) for both
+            let (a, c) = fill2(shape, |start, a, c| {
+                let outputs = a.iter_mut().zip(c.iter_mut());
+                for ((a, c), (&m, &v)) in outputs.zip(mu[start..].iter().zip(&v[start..])) {
+                    *a = d_mu(m);
+                    *c = d_v(v);
+                }
+            });
+            return vec![Some(a), Some(c)];
+        }
+        let map = |x: &[F], f: &(dyn Fn(F) -> F + Sync)| {
             fill(shape, |start, out| {
-                for (o, &m) in out.iter_mut().zip(&mu[start..]) {
-                    *o = g * m * inv_var;
+                for (o, &x) in out.iter_mut().zip(&x[start..]) {
+                    *o = f(x);
                 }
             })
-        });
-        let d_v = b.needs(1).then(|| {
-            fill(shape, |start, out| {
-                for (o, &v) in out.iter_mut().zip(&v[start..]) {
-                    *o = g * half * (inv_var - F::one() / v);
-                }
-            })
-        });
-        vec![d_mu, d_v]
+        };
+        vec![
+            b.needs(0).then(|| map(mu, &d_mu)),
+            b.needs(1).then(|| map(v, &d_v)),
+        ]
     }
 }
 
@@ -395,8 +404,8 @@ impl MixtureKl {
         w * (r * p1 + (F::one() - r) * p2)
     }
 
-    /// `g · grad(√v, v, d, ε)` elementwise, with `d = −(ln p)'(w)` at `w = μ + √v·ε`: each
-    /// of the three input gradients is one pass recomputing `w` and `d`.
+    /// `g · grad(√v, v, d, ε)` elementwise, with `d = −(ln p)'(w)` at `w = μ + √v·ε`: an
+    /// input gradient needed alone is one pass recomputing `w` and `d`.
     fn gradient<F: Scalar>(
         &self,
         g: F,
@@ -409,6 +418,27 @@ impl MixtureKl {
             for (o, ((&m, &v), &e)) in out.iter_mut().zip(inputs) {
                 let s = v.sqrt();
                 *o = g * grad(s, v, self.neg_score(s.mul_add(e, m)), e);
+            }
+        })
+    }
+
+    /// [`gradient`](Self::gradient) for two input gradients (μ's and v's, the ones training
+    /// needs) in one pass, which computes `w` and `d`, the costly part, once for both.
+    fn gradients2<F: Scalar>(
+        &self,
+        g: F,
+        [mu, v, eps]: [&[F]; 3],
+        shape: &[usize],
+        grad_a: impl Fn(F, F, F, F) -> F + Sync,
+        grad_b: impl Fn(F, F, F, F) -> F + Sync,
+    ) -> (ArrayD<F>, ArrayD<F>) {
+        fill2(shape, |start, a, b| {
+            let inputs = mu[start..].iter().zip(&v[start..]).zip(&eps[start..]);
+            for ((a, b), ((&m, &v), &e)) in a.iter_mut().zip(b.iter_mut()).zip(inputs) {
+                let s = v.sqrt();
+                let d = self.neg_score(s.mul_add(e, m));
+                *a = g * grad_a(s, v, d, e);
+                *b = g * grad_b(s, v, d, e);
             }
         })
     }
@@ -442,14 +472,17 @@ impl<F: Scalar> CustomOp<F> for MixtureKl {
         let inputs = [values(b.input(0)), values(b.input(1)), values(b.input(2))];
         let shape = b.input(0).shape();
         let half = F::from_f64(0.5);
-        let d_mu = b
-            .needs(0)
-            .then(|| self.gradient(g, inputs, shape, |_, _, d, _| d));
-        let d_v = b.needs(1).then(|| {
-            self.gradient(g, inputs, shape, |s, v, d, e| {
-                half * (d * e / s - F::one() / v)
-            })
-        });
+        let grad_mu = |_, _, d, _| d;
+        let grad_v = |s: F, v: F, d: F, e: F| half * (d * e / s - F::one() / v);
+        let (d_mu, d_v) = if b.needs(0) && b.needs(1) {
+            let (d_mu, d_v) = self.gradients2(g, inputs, shape, grad_mu, grad_v);
+            (Some(d_mu), Some(d_v))
+        } else {
+            (
+                b.needs(0).then(|| self.gradient(g, inputs, shape, grad_mu)),
+                b.needs(1).then(|| self.gradient(g, inputs, shape, grad_v)),
+            )
+        };
         let d_eps = b
             .needs(2)
             .then(|| self.gradient(g, inputs, shape, |s, _, d, _| d * s));
